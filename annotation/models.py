@@ -1,0 +1,215 @@
+"""Projects, their items, imports and the annotations workers make."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class Project(models.Model):
+    """A labeling task over a set of items, with its instructions and label set."""
+
+    class TaskType(models.TextChoices):
+        SINGLE_LABEL = "single_label", "Single label"
+
+    name = models.CharField(max_length=200)
+    instructions = models.TextField(blank=True, help_text="Markdown; rendered sanitised.")
+    task_type = models.CharField(
+        max_length=32, choices=TaskType.choices, default=TaskType.SINGLE_LABEL
+    )
+    # [{"value": "positive", "hotkey": "1"}, ...]; validated by annotation.services.labels_clean.
+    labels = models.JSONField(default=list)
+    overlap = models.PositiveSmallIntegerField(default=3)
+    gold_ratio = models.FloatField(default=0.1)
+    reservation_timeout_seconds = models.PositiveIntegerField(default=600)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(overlap__gte=1) & Q(overlap__lte=50), name="project_overlap_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(gold_ratio__gte=0) & Q(gold_ratio__lte=0.5),
+                name="project_gold_ratio_range",
+            ),
+            models.CheckConstraint(
+                condition=Q(reservation_timeout_seconds__gte=30),
+                name="project_reservation_timeout_min",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def label_values(self) -> list[str]:
+        return [label["value"] for label in self.labels]
+
+
+class ProjectMember(models.Model):
+    """A user's role on a project: the table every access check reads.
+
+    Annotator rows are written by crowd.services together with the pool membership that
+    makes the user eligible for work, so the two never disagree.
+    """
+
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner"
+        REVIEWER = "reviewer", "Reviewer"
+        ANNOTATOR = "annotator", "Annotator"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="members")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="project_roles"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "user"], name="project_member_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id}@{self.project_id}:{self.role}"
+
+
+class Item(models.Model):
+    """One thing to label. `slots_taken` counts live reservations plus annotations.
+
+    The counter is owned by crowd.services (claiming work) and only ever changed with F()
+    under the item's row lock; the check constraint makes over-assignment impossible.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="items")
+    data = models.JSONField()
+    content_hash = models.CharField(max_length=64)
+    gold = models.JSONField(null=True, blank=True)
+    is_gold = models.BooleanField(default=False)
+    target = models.PositiveSmallIntegerField(help_text="Annotations wanted for this item.")
+    slots_taken = models.PositiveSmallIntegerField(default=0)
+    annotation_count = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "content_hash"], name="item_unique_content_per_project"
+            ),
+            models.CheckConstraint(
+                condition=Q(slots_taken__lte=F("target")) | Q(is_gold=True),
+                name="item_slots_within_target",
+            ),
+            models.CheckConstraint(
+                condition=Q(annotation_count__lte=F("slots_taken")) | Q(is_gold=True),
+                name="item_annotations_within_slots",
+            ),
+        ]
+        indexes = [
+            # The claim query walks this index from the top: open regular items, fullest first.
+            models.Index(
+                F("project"),
+                F("slots_taken").desc(),
+                F("id"),
+                name="item_claimable_idx",
+                condition=Q(is_gold=False) & Q(slots_taken__lt=F("target")),
+            ),
+            models.Index(
+                fields=["project", "id"], name="item_gold_idx", condition=Q(is_gold=True)
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Item {self.pk}"
+
+    @property
+    def text(self) -> str:
+        return str(self.data.get("text", ""))
+
+    @property
+    def state(self) -> str:
+        if self.annotation_count >= self.target:
+            return "complete"
+        return "in_progress" if self.slots_taken else "open"
+
+
+class ImportJob(models.Model):
+    """An uploaded CSV or JSONL file and the progress of turning it into items."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    class Format(models.TextChoices):
+        CSV = "csv", "CSV"
+        JSONL = "jsonl", "JSONL"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="imports")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    file = models.FileField(upload_to="imports/%Y/%m/")
+    original_name = models.CharField(max_length=255)
+    format = models.CharField(max_length=8, choices=Format.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    total_rows = models.PositiveIntegerField(default=0)
+    processed_rows = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    duplicate_count = models.PositiveIntegerField(default=0)
+    # [{"line": 3, "field": "text", "message": "..."}]
+    errors = models.JSONField(default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"Import {self.pk} ({self.status})"
+
+    @property
+    def progress(self) -> float:
+        if self.status == self.Status.SUCCEEDED:
+            return 1.0
+        return self.processed_rows / self.total_rows if self.total_rows else 0.0
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (self.Status.SUCCEEDED, self.Status.FAILED)
+
+
+class Annotation(models.Model):
+    """One worker's answer for one item. Never updated: a correction is a new annotation."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="annotations")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="annotations")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations"
+    )
+    value = models.JSONField(help_text='{"label": "..."} for single-label projects.')
+    duration_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["project", "id"], name="annotation_project_idx"),
+            models.Index(fields=["item", "id"], name="annotation_item_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Annotation {self.pk}"
+
+    @property
+    def label(self) -> str | None:
+        return self.value.get("label") if isinstance(self.value, dict) else None

@@ -1,0 +1,144 @@
+"""Write use-cases of the annotation domain: projects, members and annotations."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import F, Value
+from django.db.models.functions import Greatest
+
+from annotation.models import Annotation, Item, Project, ProjectMember
+from annotation.signals import annotation_created
+
+HOTKEY_RE = re.compile(r"^[1-9a-rt-z]$")  # 's' is reserved for skip
+PROJECT_FIELDS = ("name", "instructions", "labels", "overlap", "gold_ratio", "task_type")
+PROJECT_FIELDS += ("reservation_timeout_seconds",)
+
+
+def labels_clean(labels: Any) -> list[dict[str, str]]:
+    """Validate a label set: 1-50 unique values, each with a unique one-key hotkey."""
+    if not isinstance(labels, list) or not labels:
+        raise ValidationError({"labels": ["Give at least one label."]})
+    if len(labels) > 50:
+        raise ValidationError({"labels": ["At most 50 labels."]})
+    cleaned: list[dict[str, str]] = []
+    values: set[str] = set()
+    hotkeys: set[str] = set()
+    for index, label in enumerate(labels):
+        where = f"labels[{index}]"
+        if isinstance(label, str):
+            label = {"value": label}
+        if not isinstance(label, dict):
+            raise ValidationError({where: ["Each label is an object with 'value' and 'hotkey'."]})
+        value = str(label.get("value", "")).strip()
+        if not value or len(value) > 200:
+            raise ValidationError({where: ["'value' must be 1 to 200 characters."]})
+        if value in values:
+            raise ValidationError({where: [f"Duplicate label value {value!r}."]})
+        hotkey = str(label.get("hotkey") or (str(index + 1) if index < 9 else "")).lower()
+        if hotkey and not HOTKEY_RE.match(hotkey):
+            raise ValidationError({where: ["'hotkey' is one key: 1-9 or a letter other than s."]})
+        if hotkey and hotkey in hotkeys:
+            raise ValidationError({where: [f"Hotkey {hotkey!r} is used twice."]})
+        values.add(value)
+        if hotkey:
+            hotkeys.add(hotkey)
+        cleaned.append({"value": value, "hotkey": hotkey})
+    return cleaned
+
+
+def _project_validate(project: Project) -> None:
+    project.labels = labels_clean(project.labels)
+    project.full_clean(exclude=["created_by"])
+    if not 1 <= project.overlap <= 50:
+        raise ValidationError({"overlap": ["Overlap is between 1 and 50."]})
+    if not 0 <= project.gold_ratio <= 0.5:
+        raise ValidationError({"gold_ratio": ["Gold ratio is between 0 and 0.5."]})
+    if project.reservation_timeout_seconds < 30:
+        raise ValidationError({"reservation_timeout_seconds": ["At least 30 seconds."]})
+
+
+@transaction.atomic
+def project_create(*, user: AbstractBaseUser, **fields: Any) -> Project:
+    """Create a project owned by `user`; the crowd app adds its default pool on commit."""
+    unknown = set(fields) - set(PROJECT_FIELDS)
+    if unknown:
+        raise ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
+    project = Project(created_by=user, **fields)
+    _project_validate(project)
+    project.save()
+    ProjectMember.objects.create(project=project, user=user, role=ProjectMember.Role.OWNER)
+    return project
+
+
+@transaction.atomic
+def project_update(*, project: Project, **fields: Any) -> Project:
+    """Change a project's settings; a new overlap applies to items that are not complete."""
+    unknown = set(fields) - set(PROJECT_FIELDS)
+    if unknown:
+        raise ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
+    if "task_type" in fields and fields["task_type"] != project.task_type:
+        raise ValidationError({"task_type": ["The task type cannot change after creation."]})
+    if "labels" in fields and project.annotations.exists():
+        old = set(project.label_values)
+        new = {label["value"] for label in labels_clean(fields["labels"])}
+        if not old <= new:
+            raise ValidationError(
+                {"labels": ["Labels in use cannot be removed or renamed once labeling started."]}
+            )
+    for name, value in fields.items():
+        setattr(project, name, value)
+    _project_validate(project)
+    project.save(update_fields=[*fields, "updated_at"])
+    if "overlap" in fields:
+        # Raising overlap reopens items; lowering it never drops below what is already taken.
+        project.items.filter(is_gold=False).update(
+            target=Greatest(Value(project.overlap), F("slots_taken"))
+        )
+    return project
+
+
+def project_member_set(*, project: Project, user: AbstractBaseUser, role: str) -> ProjectMember:
+    """Give `user` the owner or reviewer role on `project` (replacing a previous role)."""
+    if role not in ProjectMember.Role.values:
+        raise ValidationError({"role": [f"Unknown role {role!r}."]})
+    member, _ = ProjectMember.objects.update_or_create(
+        project=project, user=user, defaults={"role": role}
+    )
+    return member
+
+
+def annotation_value_clean(*, project: Project, value: Any) -> dict[str, Any]:
+    """Validate an answer against the project's task type; return its stored form."""
+    label = value.get("label") if isinstance(value, dict) else value
+    if not isinstance(label, str) or label not in project.label_values:
+        allowed = ", ".join(project.label_values)
+        raise ValidationError({"label": [f"Unknown label {label!r}; use one of: {allowed}."]})
+    return {"label": label}
+
+
+def annotation_create(
+    *, item: Item, author: AbstractBaseUser, value: Any, duration_ms: int
+) -> Annotation:
+    """Store one answer; callers hold the item's claim. Announces it after commit."""
+    project = item.project
+    cleaned = annotation_value_clean(project=project, value=value)
+    if duration_ms < 0 or duration_ms > 24 * 3600 * 1000:
+        raise ValidationError({"duration_ms": ["Between 0 and 86400000 milliseconds."]})
+    annotation = Annotation.objects.create(
+        project_id=item.project_id, item=item, author=author, value=cleaned, duration_ms=duration_ms
+    )
+    Item.objects.filter(pk=item.pk).update(annotation_count=F("annotation_count") + 1)
+    transaction.on_commit(
+        lambda: annotation_created.send(
+            sender=Annotation,
+            project_id=item.project_id,
+            item_id=item.pk,
+            annotation_id=annotation.pk,
+        )
+    )
+    return annotation

@@ -1,0 +1,8 @@
+"""Announcements from the annotation domain; receivers only enqueue work on commit."""
+
+from __future__ import annotations
+
+from django.dispatch import Signal
+
+# Sent after an annotation is stored. kwargs: project_id, item_id, annotation_id.
+annotation_created = Signal()

@@ -1,0 +1,212 @@
+"""Write use-cases of the crowd: pools, members and the assignment engine.
+
+Lock order, everywhere: an Assignment row before its Item row; Item rows in primary-key order.
+Claiming locks a free Item row with SKIP LOCKED and inserts a new Assignment, so it never waits
+on a row another transaction holds.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, F, OuterRef
+from django.utils import timezone
+
+from annotation.models import Annotation, Item, Project, ProjectMember
+from annotation.services import annotation_create, project_member_set
+from core.exceptions import ApplicationError, ConflictError
+from crowd.models import Assignment, Pool, PoolMember, ProjectPool
+
+CLAIM_ATTEMPTS = 3
+
+
+def project_default_pool(*, project: Project) -> Pool:
+    """The project's first labeling pool, created with the first annotator."""
+    link = (
+        ProjectPool.objects.filter(project=project, rule=ProjectPool.Rule.LABEL)
+        .select_related("pool")
+        .order_by("id")
+        .first()
+    )
+    if link is not None:
+        return link.pool
+    pool = Pool.objects.create(
+        name=f"{project.name} — internal", kind=Pool.Kind.INTERNAL_CROWD, created_by=project.created_by
+    )
+    ProjectPool.objects.create(project=project, pool=pool, rule=ProjectPool.Rule.LABEL)
+    return pool
+
+
+@transaction.atomic
+def project_member_add(*, project: Project, username: str, role: str) -> ProjectMember:
+    """Give an existing user a role; annotators also join the project's labeling pool."""
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        raise ValidationError({"username": [f"No user named {username!r}."]})
+    member = project_member_set(project=project, user=user, role=role)
+    if role == ProjectMember.Role.ANNOTATOR:
+        pool = project_default_pool(project=project)
+        PoolMember.objects.get_or_create(pool=pool, user=user)
+    else:
+        PoolMember.objects.filter(pool__project_pools__project=project, user=user).delete()
+    return member
+
+
+def worker_may_label(*, worker: AbstractBaseUser, project: Project) -> bool:
+    """True when the worker belongs to a pool that labels for this project."""
+    return PoolMember.objects.filter(
+        user=worker,
+        pool__project_pools__project=project,
+        pool__project_pools__rule=ProjectPool.Rule.LABEL,
+    ).exists()
+
+
+def assignment_deadline(*, project: Project, now: datetime | None = None) -> datetime:
+    return (now or timezone.now()) + timedelta(seconds=project.reservation_timeout_seconds)
+
+
+def _slots_release(item_counts: Counter[int]) -> None:
+    for item_id in sorted(item_counts):  # primary-key order: no deadlocks between releasers
+        Item.objects.filter(pk=item_id).update(slots_taken=F("slots_taken") - item_counts[item_id])
+
+
+def assignment_expire_stale(*, project_id: int | None = None, limit: int = 500) -> int:
+    """Expire reservations past their deadline and free their slots; returns how many.
+
+    Rows another transaction holds (a submit in flight) are skipped, not waited for.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        stale = Assignment.objects.filter(status=Assignment.Status.RESERVED, expires_at__lt=now)
+        if project_id is not None:
+            stale = stale.filter(project_id=project_id)
+        rows = list(
+            stale.select_for_update(skip_locked=True)
+            .order_by("id")
+            .values_list("id", "item_id")[:limit]
+        )
+        if not rows:
+            return 0
+        Assignment.objects.filter(pk__in=[row[0] for row in rows]).update(
+            status=Assignment.Status.EXPIRED, finished_at=now
+        )
+        _slots_release(Counter(row[1] for row in rows))
+    return len(rows)
+
+
+def _claimable(*, worker: AbstractBaseUser, project: Project, gold: bool) -> Any:
+    seen = Assignment.objects.filter(item_id=OuterRef("pk"), worker_id=worker.pk)
+    items = Item.objects.filter(project_id=project.pk, is_gold=gold)
+    if gold:
+        return items.exclude(Exists(seen)).order_by("id")
+    return (
+        items.filter(slots_taken__lt=F("target"))
+        .exclude(Exists(seen))
+        .order_by("-slots_taken", "id")
+    )
+
+
+def _claim_one(*, worker: AbstractBaseUser, project: Project, gold: bool) -> Assignment | None:
+    """Lock one claimable item (skipping rows others hold), take a slot, record the claim."""
+    with transaction.atomic():
+        item = (
+            _claimable(worker=worker, project=project, gold=gold)
+            .select_for_update(skip_locked=True, of=("self",))
+            .only("id", "project_id")
+            .first()
+        )
+        if item is None:
+            return None
+        Item.objects.filter(pk=item.pk).update(slots_taken=F("slots_taken") + 1)
+        return Assignment.objects.create(
+            project_id=project.pk,
+            item_id=item.pk,
+            worker=worker,
+            expires_at=assignment_deadline(project=project),
+        )
+
+
+def assignment_claim_next(*, worker: AbstractBaseUser, project: Project) -> Assignment | None:
+    """Give the worker one item: fullest open items first, gold mixed in at the gold ratio.
+
+    Returns None when no regular item is left for this worker (gold alone is never served).
+    """
+    if not worker_may_label(worker=worker, project=project):
+        raise ApplicationError("You are not a labeler on this project.", code="not_a_labeler")
+    assignment_expire_stale(project_id=project.pk, limit=100)
+    want_gold = project.gold_ratio > 0 and random.random() < project.gold_ratio
+    for _attempt in range(CLAIM_ATTEMPTS):
+        try:
+            if want_gold and _claimable(worker=worker, project=project, gold=False).exists():
+                gold = _claim_one(worker=worker, project=project, gold=True)
+                if gold is not None:
+                    return gold
+            return _claim_one(worker=worker, project=project, gold=False)
+        except IntegrityError:
+            # A concurrent claim by this same worker won the (item, worker) race: try again.
+            continue
+    return None
+
+
+def _assignment_lock(*, assignment_id: int, worker: AbstractBaseUser) -> Assignment:
+    try:
+        return (
+            Assignment.objects.select_for_update(of=("self",))
+            .select_related("item__project")
+            .get(pk=assignment_id, worker_id=worker.pk)
+        )
+    except Assignment.DoesNotExist:
+        raise ApplicationError("No such assignment.", code="not_found") from None
+
+
+def assignment_submit(
+    *, assignment: Assignment, worker: AbstractBaseUser, value: Any, duration_ms: int
+) -> Annotation:
+    """Store the worker's answer for a claim. Repeating a submit returns the same annotation.
+
+    A late submit is still taken while its slot is free; otherwise it is refused (409).
+    """
+    with transaction.atomic():
+        locked = _assignment_lock(assignment_id=assignment.pk, worker=worker)
+        if locked.status == Assignment.Status.SUBMITTED:
+            return Annotation.objects.get(pk=locked.annotation_id)
+        if locked.status == Assignment.Status.SKIPPED:
+            raise ConflictError("This item was skipped; it cannot be submitted.", code="skipped")
+        if locked.status == Assignment.Status.EXPIRED:
+            retaken = Item.objects.filter(
+                pk=locked.item_id, slots_taken__lt=F("target")
+            ).update(slots_taken=F("slots_taken") + 1)
+            if not retaken and not locked.item.is_gold:
+                raise ConflictError(
+                    "The reservation expired and the item was given to others.", code="expired"
+                )
+        annotation = annotation_create(
+            item=locked.item, author=worker, value=value, duration_ms=duration_ms
+        )
+        locked.status = Assignment.Status.SUBMITTED
+        locked.annotation = annotation
+        locked.finished_at = timezone.now()
+        locked.save(update_fields=["status", "annotation", "finished_at"])
+    assignment.refresh_from_db()
+    return annotation
+
+
+def assignment_skip(*, assignment: Assignment, worker: AbstractBaseUser) -> Assignment:
+    """Give an item back; this worker will not be offered it again. Idempotent."""
+    with transaction.atomic():
+        locked = _assignment_lock(assignment_id=assignment.pk, worker=worker)
+        if locked.status == Assignment.Status.SUBMITTED:
+            raise ConflictError("This item was already submitted.", code="submitted")
+        if locked.status == Assignment.Status.RESERVED:
+            locked.status = Assignment.Status.SKIPPED
+            locked.finished_at = timezone.now()
+            locked.save(update_fields=["status", "finished_at"])
+            _slots_release(Counter([locked.item_id]))
+    return locked

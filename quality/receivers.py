@@ -1,0 +1,16 @@
+"""The one sanctioned use of signals: enqueue quality work after an annotation is stored."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.dispatch import receiver
+
+from annotation.signals import annotation_created
+
+
+@receiver(annotation_created, dispatch_uid="quality-schedule-recompute")
+def schedule_quality_recompute(sender: Any, project_id: int, **kwargs: Any) -> None:
+    from quality.services import quality_recompute_schedule
+
+    quality_recompute_schedule(project_id=project_id)

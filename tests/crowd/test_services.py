@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+import time_machine
+from django.core.exceptions import ValidationError
+from django.utils import timezone
+
+from annotation.models import Annotation, Item
+from core.exceptions import ApplicationError, ConflictError
+from crowd.models import Assignment
+from crowd.services import (
+    assignment_claim_next,
+    assignment_expire_stale,
+    assignment_skip,
+    assignment_submit,
+)
+from tests.annotation.factories import ItemFactory, ProjectFactory, UserFactory
+from tests.crowd.factories import make_annotator
+
+pytestmark = pytest.mark.django_db
+
+
+def test_claim_next_prefers_items_closest_to_completion(project, worker):
+    fresh = ItemFactory(project=project)
+    fuller = ItemFactory(project=project)
+    other = make_annotator(project)
+    assignment_claim_next(worker=other, project=project)  # takes `fresh` (lowest id)
+
+    assignment = assignment_claim_next(worker=worker, project=project)
+
+    assert assignment.item_id == fresh.pk
+    assert fuller.pk != fresh.pk
+
+
+def test_claim_next_never_gives_an_item_twice_to_one_worker(project, worker):
+    ItemFactory.create_batch(2, project=project)
+
+    first = assignment_claim_next(worker=worker, project=project)
+    assignment_submit(assignment=first, worker=worker, value={"label": "positive"}, duration_ms=10)
+    second = assignment_claim_next(worker=worker, project=project)
+    third = assignment_claim_next(worker=worker, project=project)
+
+    assert second.item_id != first.item_id
+    assert third is None
+
+
+def test_claim_next_stops_at_overlap(owner):
+    project = ProjectFactory(created_by=owner, overlap=2)
+    item = ItemFactory(project=project)
+    workers = [make_annotator(project) for _ in range(3)]
+
+    claims = [assignment_claim_next(worker=w, project=project) for w in workers]
+
+    assert [c is not None for c in claims] == [True, True, False]
+    item.refresh_from_db()
+    assert item.slots_taken == 2
+
+
+def test_claim_next_refuses_non_members(project, item):
+    stranger = UserFactory(username="stranger")
+
+    with pytest.raises(ApplicationError):
+        assignment_claim_next(worker=stranger, project=project)
+
+
+def test_expired_reservation_frees_the_slot_for_others(owner):
+    project = ProjectFactory(created_by=owner, overlap=1)
+    item = ItemFactory(project=project)
+    slow, fast = make_annotator(project), make_annotator(project)
+    held = assignment_claim_next(worker=slow, project=project)
+    assert assignment_claim_next(worker=fast, project=project) is None
+
+    with time_machine.travel(timezone.now() + timedelta(seconds=601)):
+        claimed = assignment_claim_next(worker=fast, project=project)
+
+    assert claimed.item_id == item.pk
+    held.refresh_from_db()
+    assert held.status == Assignment.Status.EXPIRED
+    with pytest.raises(ConflictError):
+        assignment_submit(assignment=held, worker=slow, value={"label": "positive"}, duration_ms=5)
+
+
+def test_late_submit_is_taken_while_the_slot_is_free(project, worker, item):
+    held = assignment_claim_next(worker=worker, project=project)
+    with time_machine.travel(timezone.now() + timedelta(seconds=601)):
+        assert assignment_expire_stale(project_id=project.pk) == 1
+
+    annotation = assignment_submit(
+        assignment=held, worker=worker, value={"label": "negative"}, duration_ms=5
+    )
+
+    item.refresh_from_db()
+    assert annotation.value == {"label": "negative"}
+    assert (item.slots_taken, item.annotation_count) == (1, 1)
+
+
+def test_submit_is_idempotent(project, worker, item):
+    held = assignment_claim_next(worker=worker, project=project)
+
+    first = assignment_submit(assignment=held, worker=worker, value={"label": "positive"}, duration_ms=9)
+    again = assignment_submit(assignment=held, worker=worker, value={"label": "negative"}, duration_ms=9)
+
+    assert first.pk == again.pk
+    assert Annotation.objects.count() == 1
+    assert Item.objects.get(pk=item.pk).annotation_count == 1
+
+
+def test_submit_rejects_unknown_label_and_stores_nothing(project, worker, item):
+    held = assignment_claim_next(worker=worker, project=project)
+
+    with pytest.raises(ValidationError) as error:
+        assignment_submit(assignment=held, worker=worker, value={"label": "maybe"}, duration_ms=9)
+
+    assert "label" in error.value.message_dict
+    assert Annotation.objects.count() == 0
+    held.refresh_from_db()
+    assert held.status == Assignment.Status.RESERVED
+
+
+def test_skip_frees_the_slot_and_the_item_is_not_offered_again(project, worker, item):
+    held = assignment_claim_next(worker=worker, project=project)
+
+    assignment_skip(assignment=held, worker=worker)
+
+    item.refresh_from_db()
+    assert item.slots_taken == 0
+    assert assignment_claim_next(worker=worker, project=project) is None
+
+
+def test_another_workers_assignment_cannot_be_submitted(project, worker, item):
+    held = assignment_claim_next(worker=worker, project=project)
+    intruder = make_annotator(project)
+
+    with pytest.raises(ApplicationError):
+        assignment_submit(assignment=held, worker=intruder, value={"label": "positive"}, duration_ms=1)
+
+
+def test_gold_is_mixed_in_and_never_repeated(owner):
+    project = ProjectFactory(created_by=owner, gold_ratio=0.5)
+    golds = ItemFactory.create_batch(3, project=project, gold={"label": "positive"})
+    ItemFactory.create_batch(40, project=project)
+    worker = make_annotator(project)
+
+    served = []
+    while (assignment := assignment_claim_next(worker=worker, project=project)) is not None:
+        served.append(assignment.item_id)
+        assignment_submit(assignment=assignment, worker=worker, value={"label": "positive"}, duration_ms=1)
+
+    gold_ids = {g.pk for g in golds}
+    assert gold_ids <= set(served)
+    assert len(served) == len(set(served)) == 43
