@@ -15,4 +15,5 @@ urlpatterns = [
     path("", include("annotation.api.urls")),
     path("", include("crowd.api.urls")),
     path("", include("quality.api.urls")),
+    path("", include("quality.api.release_urls")),
 ]

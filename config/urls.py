@@ -20,4 +20,5 @@ urlpatterns = [
     path("", include("annotation.urls")),
     path("", include("crowd.urls")),
     path("", include("quality.urls")),
+    path("", include("quality.release_urls")),
 ]

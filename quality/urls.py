@@ -1,4 +1,4 @@
-"""HTML pages of the quality app."""
+"""HTML pages of the quality app: the owner dashboard."""
 
 from __future__ import annotations
 

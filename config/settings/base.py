@@ -129,6 +129,8 @@ CELERY_TASK_SOFT_TIME_LIMIT = 300
 CELERY_TASK_TIME_LIMIT = 360
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Task modules beyond each app's tasks.py (autodiscovered).
+CELERY_IMPORTS = ("quality.release_tasks",)
 CELERY_BEAT_SCHEDULE = {
     "release-stale-assignments": {
         "task": "crowd.tasks.assignment_expire_stale_task",
