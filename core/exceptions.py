@@ -26,3 +26,10 @@ class ConflictError(ApplicationError):
 
     status_code = 409
     code = "conflict"
+
+
+class NotAllowedError(ApplicationError):
+    """The actor may see the object but not do this to it."""
+
+    status_code = 403
+    code = "permission_denied"

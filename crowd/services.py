@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from annotation.models import Annotation, Item, Project, ProjectMember
 from annotation.services import annotation_create, project_member_set
-from core.exceptions import ApplicationError, ConflictError
+from core.exceptions import ApplicationError, ConflictError, NotAllowedError
 from crowd.models import Assignment, Pool, PoolMember, ProjectPool
 
 CLAIM_ATTEMPTS = 3
@@ -139,7 +139,7 @@ def assignment_claim_next(*, worker: AbstractBaseUser, project: Project) -> Assi
     Returns None when no regular item is left for this worker (gold alone is never served).
     """
     if not worker_may_label(worker=worker, project=project):
-        raise ApplicationError("You are not a labeler on this project.", code="not_a_labeler")
+        raise NotAllowedError("You are not a labeler on this project.")
     assignment_expire_stale(project_id=project.pk, limit=100)
     want_gold = project.gold_ratio > 0 and random.random() < project.gold_ratio
     for _attempt in range(CLAIM_ATTEMPTS):

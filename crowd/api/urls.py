@@ -2,6 +2,25 @@
 
 from __future__ import annotations
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from crowd.api import views
+
+urlpatterns = [
+    path("projects/<int:project_id>/next/", views.ProjectNextApi.as_view(), name="project-next"),
+    path(
+        "assignments/<int:assignment_id>/submit/",
+        views.AssignmentSubmitApi.as_view(),
+        name="assignment-submit",
+    ),
+    path(
+        "assignments/<int:assignment_id>/skip/",
+        views.AssignmentSkipApi.as_view(),
+        name="assignment-skip",
+    ),
+    path(
+        "projects/<int:project_id>/members/",
+        views.ProjectMemberListApi.as_view(),
+        name="project-members",
+    ),
+]

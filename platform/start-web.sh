@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The web process: gunicorn serving config.wsgi. Static files were collected at build time and
+# migrations run in the release step (platform/release.sh), never here.
+set -euo pipefail
+
+cd /app 2>/dev/null || true
+exec gunicorn config.wsgi -c platform/gunicorn.conf.py

@@ -1,0 +1,185 @@
+from __future__ import annotations
+
+import pytest
+from rest_framework.test import APIClient
+
+from annotation.models import Annotation
+from crowd.models import Assignment
+from tests.annotation.factories import ItemFactory, ProjectFactory, UserFactory
+from tests.crowd.factories import make_annotator
+
+pytestmark = pytest.mark.django_db
+
+
+def client_for(user) -> APIClient:
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_auth_token_exchanges_credentials_for_a_token(worker):
+    response = APIClient().post(
+        "/api/v1/auth/token/", {"username": "worker", "password": "pass-word-123"}, format="json"
+    )
+    wrong = APIClient().post(
+        "/api/v1/auth/token/", {"username": "worker", "password": "nope"}, format="json"
+    )
+
+    assert response.status_code == 200
+    token = response.json()["token"]
+    authed = APIClient(HTTP_AUTHORIZATION=f"Token {token}")
+    assert authed.get("/api/v1/projects/").status_code == 200
+    assert wrong.status_code == 400
+    assert wrong.json()["code"] == "authentication_failed"
+
+
+def test_next_returns_the_item_without_gold(project, worker, gold_item, monkeypatch):
+    project.gold_ratio = 0.5
+    project.save(update_fields=["gold_ratio"])
+    regular = ItemFactory(project=project)
+    monkeypatch.setattr("crowd.services.random.random", lambda: 0.0)  # always roll for gold
+    seen = []
+
+    for _ in range(2):
+        response = client_for(worker).post(f"/api/v1/projects/{project.pk}/next/")
+        assert response.status_code == 200
+        body = response.json()
+        seen.append(body)
+
+    assert [body["item"]["id"] for body in seen] == [gold_item.pk, regular.pk]
+    for body in seen:
+        assert set(body) == {"assignment", "item", "expires_at"}
+        assert set(body["item"]) == {"id", "data"}
+        assert "gold" not in str(body)
+
+
+def test_next_returns_204_when_nothing_is_left(project, worker):
+    response = client_for(worker).post(f"/api/v1/projects/{project.pk}/next/")
+
+    assert response.status_code == 204
+
+
+def test_next_is_404_on_a_project_the_worker_cannot_see(project, worker, owner):
+    other = ProjectFactory(created_by=owner)
+    ItemFactory(project=other)
+
+    response = client_for(worker).post(f"/api/v1/projects/{other.pk}/next/")
+
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"
+
+
+def test_next_is_403_for_a_reviewer_without_a_pool(project, item):
+    reviewer = UserFactory(username="rev")
+    project.members.create(user=reviewer, role="reviewer")
+
+    response = client_for(reviewer).post(f"/api/v1/projects/{project.pk}/next/")
+
+    assert response.status_code == 403
+
+
+def test_submit_is_idempotent_and_can_return_the_next_item(project, worker):
+    ItemFactory.create_batch(2, project=project)
+    client = client_for(worker)
+    first = client.post(f"/api/v1/projects/{project.pk}/next/").json()
+    url = f"/api/v1/assignments/{first['assignment']}/submit/?next=1"
+
+    response = client.post(url, {"label": "negative", "duration_ms": 1234}, format="json")
+    repeat = client.post(url, {"label": "negative", "duration_ms": 1234}, format="json")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["annotation"]["label"] == "negative"
+    assert body["annotation"]["duration_ms"] == 1234
+    assert body["next"]["item"]["id"] != first["item"]["id"]
+    assert repeat.json()["annotation"]["id"] == body["annotation"]["id"]
+    assert Annotation.objects.count() == 1
+
+
+def test_submit_with_a_bad_label_names_the_field(project, worker, item):
+    client = client_for(worker)
+    claimed = client.post(f"/api/v1/projects/{project.pk}/next/").json()
+
+    response = client.post(
+        f"/api/v1/assignments/{claimed['assignment']}/submit/", {"label": "maybe"}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert "label" in response.json()["fields"]
+    assert Annotation.objects.count() == 0
+
+
+def test_a_worker_cannot_submit_someone_elses_assignment(project, worker, item):
+    claimed = client_for(worker).post(f"/api/v1/projects/{project.pk}/next/").json()
+    intruder = make_annotator(project, "intruder")
+
+    response = client_for(intruder).post(
+        f"/api/v1/assignments/{claimed['assignment']}/submit/", {"label": "positive"}, format="json"
+    )
+
+    assert response.status_code == 404
+
+
+def test_skip_releases_the_item(project, worker, item):
+    client = client_for(worker)
+    claimed = client.post(f"/api/v1/projects/{project.pk}/next/").json()
+
+    response = client.post(f"/api/v1/assignments/{claimed['assignment']}/skip/?next=1")
+
+    assert response.status_code == 200
+    assert response.json() == {
+        "assignment": claimed["assignment"],
+        "status": "skipped",
+        "next": None,
+    }
+    assert Assignment.objects.get().status == Assignment.Status.SKIPPED
+
+
+def test_owner_adds_members_and_annotators_can_then_label(project, owner, item):
+    UserFactory(username="newbie")
+    client = client_for(owner)
+
+    added = client.post(
+        f"/api/v1/projects/{project.pk}/members/",
+        {"username": "newbie", "role": "annotator"},
+        format="json",
+    )
+    unknown = client.post(
+        f"/api/v1/projects/{project.pk}/members/",
+        {"username": "ghost", "role": "annotator"},
+        format="json",
+    )
+    listed = client.get(f"/api/v1/projects/{project.pk}/members/")
+
+    assert added.status_code == 201
+    assert unknown.status_code == 400
+    assert "username" in unknown.json()["fields"]
+    assert {m["username"]: m["role"] for m in listed.json()} == {
+        "owner": "owner",
+        "newbie": "annotator",
+    }
+    newbie_client = client_for(UserFactory(username="newbie"))
+    assert newbie_client.post(f"/api/v1/projects/{project.pk}/next/").status_code == 200
+
+
+def test_only_owners_manage_members(project, worker):
+    response = client_for(worker).get(f"/api/v1/projects/{project.pk}/members/")
+
+    assert response.status_code == 403
+
+
+def test_users_are_created_by_staff_only(owner):
+    staff = UserFactory(username="admin")
+    staff.is_staff = True
+    staff.save(update_fields=["is_staff"])
+    body = {"username": "w9", "password": "a-Long-passw0rd!", "email": "w9@example.org"}
+
+    by_owner = client_for(owner).post("/api/v1/users/", body, format="json")
+    by_staff = client_for(staff).post("/api/v1/users/", body, format="json")
+    again = client_for(staff).post("/api/v1/users/", body, format="json")
+
+    assert by_owner.status_code == 403
+    assert by_staff.status_code == 201
+    assert by_staff.json()["username"] == "w9"
+    assert again.status_code == 400
+    assert "username" in again.json()["fields"]
