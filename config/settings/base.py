@@ -102,6 +102,8 @@ STORAGES = {
 }
 # Uploads larger than this are refused before they are read (imports stream from a temp file).
 ASSAY_IMPORT_MAX_BYTES = env.int("ASSAY_IMPORT_MAX_BYTES", default=200 * 1024 * 1024)
+# Claims sweep their project's expired reservations at most this often (per process).
+ASSAY_SWEEP_INTERVAL_SECONDS = env.int("ASSAY_SWEEP_INTERVAL_SECONDS", default=5)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
