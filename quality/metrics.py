@@ -63,3 +63,35 @@ def vote_shares(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     with np.errstate(invalid="ignore", divide="ignore"):
         shares = np.where(totals > 0, table.max(axis=1) / totals, 0.0)
     return winners, shares
+
+
+# Landis & Koch (1977): inclusive upper bound of each band at or above zero, and its reading.
+KAPPA_BANDS = (
+    (0.2, "slight agreement"),
+    (0.4, "fair agreement"),
+    (0.6, "moderate agreement"),
+    (0.8, "substantial agreement"),
+)
+
+
+def agreement_reading_kappa(kappa: float | None) -> str:
+    """Plain-language reading of a kappa value (Landis & Koch 1977 bands)."""
+    if kappa is None:
+        return "not enough overlapping labels yet"
+    if kappa < 0:
+        return "less than chance agreement"
+    for upper, reading in KAPPA_BANDS:
+        if kappa <= upper:
+            return reading
+    return "almost perfect agreement"
+
+
+def agreement_reading_alpha(alpha: float | None) -> str:
+    """Plain-language reading of Krippendorff's alpha (his 0.667 / 0.800 rule of thumb)."""
+    if alpha is None:
+        return "not enough overlapping labels yet"
+    if alpha >= 0.8:
+        return "reliable"
+    if alpha >= 0.667:
+        return "good enough for tentative conclusions only"
+    return "too low to rely on"

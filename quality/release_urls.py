@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from quality import release_views as views
 
 app_name = "releases"
-urlpatterns: list = []
+urlpatterns = [
+    path("projects/<int:pk>/releases/", views.release_list, name="release-list"),
+    path("releases/<int:pk>/", views.release_detail, name="release-detail"),
+    path("releases/<int:pk>/retry/", views.release_retry_view, name="release-retry"),
+    path(
+        "releases/<int:pk>/download/<str:fmt>/",
+        views.release_download,
+        name="release-download",
+    ),
+]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from quality import views
 
 app_name = "quality"
-urlpatterns: list = []
+urlpatterns = [
+    path("projects/<int:pk>/quality/", views.dashboard, name="dashboard"),
+]

@@ -2,6 +2,20 @@
 
 from __future__ import annotations
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from quality.api import release_views as views
+
+urlpatterns = [
+    path(
+        "projects/<int:project_id>/releases/",
+        views.ReleaseListApi.as_view(),
+        name="release-list",
+    ),
+    path("releases/<int:release_id>/", views.ReleaseDetailApi.as_view(), name="release-detail"),
+    path(
+        "releases/<int:release_id>/download/",
+        views.ReleaseDownloadApi.as_view(),
+        name="release-download",
+    ),
+]

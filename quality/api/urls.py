@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from quality.api.views import ProjectQualityApi
+
+urlpatterns = [
+    path("projects/<int:pk>/quality/", ProjectQualityApi.as_view(), name="project-quality"),
+]

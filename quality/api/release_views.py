@@ -1,0 +1,97 @@
+"""The release API: list and create a project's versions, read one, download its files."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from django.http import FileResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.negotiation import DefaultContentNegotiation
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from quality.api.release_serializers import (
+    ReleaseCreateInputSerializer,
+    ReleaseDetailOutputSerializer,
+    ReleaseOutputSerializer,
+)
+from quality.releases import (
+    DATA_FILES,
+    project_get_for_releases,
+    release_create,
+    release_file_open,
+    release_get_for_user,
+    release_list_for_project,
+)
+
+FORMAT_PARAMETER = OpenApiParameter(
+    "format", OpenApiTypes.STR, enum=list(DATA_FILES), required=True, description="File format."
+)
+
+
+class ReleaseListApi(APIView):
+    """List a project's releases (owners and reviewers) or create the next one (owners)."""
+
+    @extend_schema(responses={200: ReleaseOutputSerializer(many=True)})
+    def get(self, request: Request, project_id: int) -> Response:
+        project = project_get_for_releases(user=request.user, project_id=project_id)
+        releases = release_list_for_project(project=project)
+        return Response(ReleaseOutputSerializer(releases, many=True).data)
+
+    @extend_schema(
+        request=ReleaseCreateInputSerializer, responses={201: ReleaseDetailOutputSerializer}
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project = project_get_for_releases(user=request.user, project_id=project_id, manage=True)
+        data = ReleaseCreateInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        release = release_create(project=project, user=request.user, **data.validated_data)
+        release = release_get_for_user(user=request.user, release_id=release.pk)
+        return Response(ReleaseDetailOutputSerializer(release).data, status=status.HTTP_201_CREATED)
+
+
+class ReleaseDetailApi(APIView):
+    """One release with its manifest, build progress and files."""
+
+    @extend_schema(responses={200: ReleaseDetailOutputSerializer})
+    def get(self, request: Request, release_id: int) -> Response:
+        release = release_get_for_user(user=request.user, release_id=release_id)
+        return Response(ReleaseDetailOutputSerializer(release).data)
+
+
+class _FormatIsNotARenderer(DefaultContentNegotiation):
+    """`?format=` names the file to download here, not DRF's renderer (URL_FORMAT_OVERRIDE)."""
+
+    settings = SimpleNamespace(URL_FORMAT_OVERRIDE=None)
+
+
+class ReleaseDownloadApi(APIView):
+    """Stream a ready release's file after verifying its checksum (409 while building)."""
+
+    content_negotiation_class = _FormatIsNotARenderer
+
+    @extend_schema(
+        parameters=[FORMAT_PARAMETER],
+        responses={
+            (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY),
+            400: OpenApiResponse(description="Unknown format."),
+            409: OpenApiResponse(description="The release is not ready."),
+            500: OpenApiResponse(description="The stored file failed its checksum."),
+        },
+    )
+    def get(self, request: Request, release_id: int) -> FileResponse:
+        release = release_get_for_user(user=request.user, release_id=release_id)
+        fmt = request.query_params.get("format", "")
+        download = release_file_open(release=release, fmt=fmt)
+        response = FileResponse(
+            download.file,
+            as_attachment=True,
+            filename=download.filename,
+            content_type=download.content_type,
+        )
+        response["ETag"] = f'"{download.sha256}"'
+        response["Cache-Control"] = "private, max-age=0"
+        return response

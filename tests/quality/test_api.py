@@ -1,0 +1,160 @@
+from __future__ import annotations
+
+import pytest
+from django.urls import reverse
+from drf_spectacular.generators import SchemaGenerator
+from rest_framework.test import APIClient
+
+from annotation.services import project_member_set
+from quality.services import quality_recompute
+from tests.annotation.factories import AnnotationFactory, ItemFactory, ProjectFactory, UserFactory
+from tests.crowd.factories import make_annotator
+
+pytestmark = pytest.mark.django_db
+
+
+def vote(item, author, label, duration_ms=1000):
+    AnnotationFactory(item=item, author=author, value={"label": label}, duration_ms=duration_ms)
+
+
+@pytest.fixture
+def scored(project):
+    """Two regular items and a gold item labeled by two workers, then recomputed."""
+    ann, bob = UserFactory(username="ann"), UserFactory(username="bob")
+    first, second = ItemFactory(project=project), ItemFactory(project=project)
+    gold = ItemFactory(project=project, gold={"label": "negative"})
+    vote(first, ann, "positive", 1200), vote(first, bob, "positive", 800)
+    vote(second, ann, "negative", 3000), vote(second, bob, "positive", 1000)
+    vote(gold, ann, "negative", 500), vote(gold, bob, "positive", 400)
+    return {"score": quality_recompute(project=project), "ann": ann, "bob": bob}
+
+
+def url(project):
+    return reverse("api:project-quality", kwargs={"pk": project.pk})
+
+
+def client_for(user):
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+def test_quality_api_returns_scores_workers_and_distribution(project, owner, scored):
+    response = client_for(owner).get(url(project))
+
+    assert response.status_code == 200
+    body = response.json()
+    score = scored["score"]
+    assert body["fleiss_kappa"] == pytest.approx(score.fleiss_kappa)
+    assert body["krippendorff_alpha"] == pytest.approx(score.krippendorff_alpha)
+    assert (body["items_scored"], body["annotations_scored"]) == (3, 6)
+    assert body["computed_at"] is not None
+    assert body["progress"] == {
+        "items": 2,
+        "complete": 0,  # factory annotations do not move the item counters
+        "gold_items": 1,
+        "annotations_wanted": 6,
+        "annotations_made": 0,
+    }
+    # Consensus over regular items: first -> positive, second -> tie, first label (positive).
+    assert body["label_distribution"] == {"positive": 2, "negative": 0}
+    workers = {row["username"]: row for row in body["workers"]}
+    assert workers["ann"] == {
+        "worker_id": scored["ann"].pk,
+        "username": "ann",
+        "annotation_count": 3,
+        "gold_seen": 1,
+        "gold_correct": 1,
+        "gold_accuracy": 1.0,
+        "majority_agreement": 0.5,
+        "median_duration_ms": 1200,
+    }
+    assert (workers["bob"]["gold_correct"], workers["bob"]["gold_accuracy"]) == (0, 0.0)
+    assert workers["bob"]["majority_agreement"] == 1.0
+
+
+def test_quality_api_before_the_first_recompute_has_empty_scores(project, owner, item):
+    response = client_for(owner).get(url(project))
+
+    body = response.json()
+    assert response.status_code == 200
+    assert (body["fleiss_kappa"], body["krippendorff_alpha"], body["computed_at"]) == (
+        None,
+        None,
+        None,
+    )
+    assert (body["items_scored"], body["workers"]) == (0, [])
+    assert body["label_distribution"] == {"positive": 0, "negative": 0}
+    assert body["progress"]["items"] == 1
+
+
+def test_quality_api_is_open_to_reviewers_and_staff(project, scored):
+    reviewer = UserFactory(username="rita")
+    project_member_set(project=project, user=reviewer, role="reviewer")
+    staff = UserFactory(username="sam", is_staff=True)
+
+    assert client_for(reviewer).get(url(project)).status_code == 200
+    assert client_for(staff).get(url(project)).status_code == 200
+
+
+def test_quality_api_refuses_annotators_with_403(project, scored):
+    annotator = make_annotator(project, "annie")
+
+    response = client_for(annotator).get(url(project))
+
+    assert response.status_code == 403
+    assert set(response.json()) == {"detail", "code", "fields"}
+    assert "workers" not in response.json()
+
+
+def test_quality_api_hides_projects_the_user_cannot_see(project, scored):
+    stranger = UserFactory(username="stranger")
+    other_owner_project = ProjectFactory()
+
+    assert client_for(stranger).get(url(project)).status_code == 404
+    assert client_for(stranger).get(url(other_owner_project)).status_code == 404
+    missing = reverse("api:project-quality", kwargs={"pk": 10**9})
+    assert client_for(stranger).get(missing).status_code == 404
+
+
+def test_quality_api_needs_authentication(project):
+    response = APIClient().get(url(project))
+
+    assert response.status_code == 401
+
+
+def test_quality_api_query_count_does_not_grow_with_workers_or_items(
+    project, owner, django_assert_max_num_queries
+):
+    workers = [UserFactory() for _ in range(25)]
+    for item in ItemFactory.create_batch(40, project=project):
+        for worker in workers[:3]:
+            vote(item, worker, "positive")
+    for worker in workers[3:]:
+        vote(ItemFactory(project=project), worker, "negative")
+    quality_recompute(project=project)
+    client = client_for(owner)
+
+    with django_assert_max_num_queries(6):
+        response = client.get(url(project))
+
+    assert len(response.json()["workers"]) == 25
+
+
+def test_quality_api_schema_describes_the_response():
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+
+    operation = schema["paths"]["/api/v1/projects/{id}/quality/"]["get"]
+    ref = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    component = schema["components"]["schemas"][ref.rsplit("/", 1)[-1]]
+    assert set(component["properties"]) == {
+        "progress",
+        "fleiss_kappa",
+        "krippendorff_alpha",
+        "items_scored",
+        "annotations_scored",
+        "computed_at",
+        "workers",
+        "label_distribution",
+    }
+    assert {"403", "404"} <= set(operation["responses"])
