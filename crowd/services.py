@@ -75,8 +75,18 @@ def assignment_deadline(*, project: Project, now: datetime | None = None) -> dat
 
 
 def _slots_release(item_counts: Counter[int]) -> None:
-    for item_id in sorted(item_counts):  # primary-key order: no deadlocks between releasers
-        Item.objects.filter(pk=item_id).update(slots_taken=F("slots_taken") - item_counts[item_id])
+    """Give back slots: lock the items in primary-key order, then one UPDATE per count."""
+    list(
+        Item.objects.filter(pk__in=list(item_counts))
+        .order_by("pk")
+        .select_for_update()
+        .values_list("pk", flat=True)
+    )
+    by_count: dict[int, list[int]] = {}
+    for item_id, count in item_counts.items():
+        by_count.setdefault(count, []).append(item_id)
+    for count, item_ids in sorted(by_count.items()):
+        Item.objects.filter(pk__in=item_ids).update(slots_taken=F("slots_taken") - count)
 
 
 def assignment_expire_stale(*, project_id: int | None = None, limit: int = 500) -> int:
@@ -91,7 +101,7 @@ def assignment_expire_stale(*, project_id: int | None = None, limit: int = 500) 
             stale = stale.filter(project_id=project_id)
         rows = list(
             stale.select_for_update(skip_locked=True)
-            .order_by("id")
+            .order_by("expires_at")
             .values_list("id", "item_id")[:limit]
         )
         if not rows:
@@ -211,6 +221,12 @@ def _claim_one_postgres(
     return assignment
 
 
+def _regular_left(*, worker: AbstractBaseUser, project: Project) -> bool:
+    """Whether any regular item is open to the worker (walks the claim index, like a claim)."""
+    claimable = _claimable(worker=worker, project=project, gold=False)
+    return claimable.values_list("id", flat=True).first() is not None
+
+
 def assignment_claim_next(*, worker: AbstractBaseUser, project: Project) -> Assignment | None:
     """Give the worker one item: fullest open items first, gold mixed in at the gold ratio.
 
@@ -222,7 +238,7 @@ def assignment_claim_next(*, worker: AbstractBaseUser, project: Project) -> Assi
     want_gold = project.gold_ratio > 0 and random.random() < project.gold_ratio
     for _attempt in range(CLAIM_ATTEMPTS):
         try:
-            if want_gold and _claimable(worker=worker, project=project, gold=False).exists():
+            if want_gold and _regular_left(worker=worker, project=project):
                 gold = _claim_one(worker=worker, project=project, gold=True)
                 if gold is not None:
                     return gold

@@ -4,6 +4,5 @@
 # release/pre-deploy command. Migrations never run inside start-web.sh (N web replicas would race).
 set -euo pipefail
 
-cd /app 2>/dev/null || true
+cd "$(dirname "$0")/.."  # the project root: /app in the image
 python manage.py migrate --noinput
-python manage.py check --deploy --fail-level ERROR

@@ -4,7 +4,7 @@
 # The schedule state file lives in /tmp: the schedule itself is code, nothing to keep.
 set -euo pipefail
 
-cd /app 2>/dev/null || true
+cd "$(dirname "$0")/.."  # the project root: /app in the image
 exec celery -A config.celery_app beat \
     --schedule /tmp/celerybeat-schedule \
     --loglevel "${CELERY_LOG_LEVEL:-INFO}"

@@ -3,5 +3,5 @@
 # migrations run in the release step (platform/release.sh), never here.
 set -euo pipefail
 
-cd /app 2>/dev/null || true
+cd "$(dirname "$0")/.."  # the project root: /app in the image
 exec gunicorn config.wsgi -c platform/gunicorn.conf.py

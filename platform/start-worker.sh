@@ -3,7 +3,7 @@
 # image with CELERY_WORKER_QUEUES narrowed (for example "exports").
 set -euo pipefail
 
-cd /app 2>/dev/null || true
+cd "$(dirname "$0")/.."  # the project root: /app in the image
 exec celery -A config.celery_app worker \
     --queues "${CELERY_WORKER_QUEUES:-default,quality,exports}" \
     --concurrency "${CELERY_WORKER_CONCURRENCY:-2}" \
