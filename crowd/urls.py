@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
-from django.urls import path  # noqa: F401
+from django.urls import path
+
+from crowd import views
 
 app_name = "crowd"
-urlpatterns: list = []
+urlpatterns = [
+    path("projects/<int:pk>/label/", views.label_page, name="label"),
+    path(
+        "projects/<int:pk>/label/<int:assignment_id>/submit/",
+        views.label_submit,
+        name="label-submit",
+    ),
+    path(
+        "projects/<int:pk>/label/<int:assignment_id>/skip/",
+        views.label_skip,
+        name="label-skip",
+    ),
+    path("projects/<int:pk>/members/", views.project_members, name="members"),
+]

@@ -1,0 +1,47 @@
+"""Forms of the crowd pages: the labeling endpoints' inputs and adding a project member."""
+
+from __future__ import annotations
+
+from django import forms
+
+from annotation.models import ProjectMember
+
+MAX_IDS = 50  # the page holds two items and rarely has more than a few in flight
+
+
+def _ids(value: str) -> list[int]:
+    raw = [part.strip() for part in value.split(",") if part.strip()]
+    if len(raw) > MAX_IDS or not all(part.isdigit() for part in raw):
+        raise forms.ValidationError("A comma-separated list of assignment ids.")
+    return [int(part) for part in raw]
+
+
+class LabelSkipForm(forms.Form):
+    """What the page sends with a skip: the items it holds, and those whose answer is in flight."""
+
+    held = forms.CharField(required=False, max_length=200)
+    pending = forms.CharField(required=False, max_length=200)
+
+    def clean_held(self) -> list[int]:
+        return _ids(self.cleaned_data["held"])
+
+    def clean_pending(self) -> list[int]:
+        return _ids(self.cleaned_data["pending"])
+
+    def ids(self, name: str) -> list[int]:
+        """Parsed ids of `held` or `pending`; none when malformed (the page gets fresh items)."""
+        return self.cleaned_data.get(name, []) if hasattr(self, "cleaned_data") else []
+
+
+class LabelSubmitForm(LabelSkipForm):
+    """A submit: the chosen label and the time on task measured by the page."""
+
+    label = forms.CharField(max_length=200)
+    duration_ms = forms.IntegerField(min_value=0, max_value=24 * 3600 * 1000)
+
+
+class MemberAddForm(forms.Form):
+    username = forms.CharField(max_length=150, label="Username")
+    role = forms.ChoiceField(
+        choices=ProjectMember.Role.choices, initial=ProjectMember.Role.ANNOTATOR, label="Role"
+    )

@@ -1,0 +1,198 @@
+"""HTML pages of the crowd: the labeling page with its two fragment endpoints, and members.
+
+The labeling page keeps the worker one item ahead: it shows the current item and holds the
+next one, so a submit swaps items on the client at once while the answer (and the claim that
+refills the buffer) travels to the server in the background.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from annotation.models import Project
+from annotation.selectors import project_list_owned, project_role
+from core.exceptions import ApplicationError
+from core.http import HtmxHttpRequest
+from crowd.forms import LabelSkipForm, LabelSubmitForm, MemberAddForm
+from crowd.models import Assignment
+from crowd.selectors import (
+    assignment_get_for_worker,
+    assignment_list_live,
+    member_list,
+    worker_submitted_count,
+)
+from crowd.services import (
+    assignment_claim_next,
+    assignment_skip,
+    assignment_submit,
+    project_member_add,
+    worker_may_label,
+)
+
+BUFFER_SIZE = 2  # the item on screen plus the one held ready behind it
+LABEL_TEMPLATE = "crowd/assignment_label.html"
+NOT_SAVED_INVALID = "Your last answer was not saved: it was not one of this project's labels."
+
+
+def _labeling_project(request: HtmxHttpRequest, pk: int) -> tuple[Project, str]:
+    """The project and the user's role: 404 when they cannot see it, 403 when not a labeler."""
+    project = get_object_or_404(Project, pk=pk)
+    role = project_role(user=request.user, project=project)
+    if role is None:
+        raise Http404("No such project.")
+    if not worker_may_label(worker=request.user, project=project):  # type: ignore[arg-type]
+        raise PermissionDenied("You do not label for this project.")
+    return project, role
+
+
+def _assignments_ready(
+    *,
+    worker: AbstractBaseUser,
+    project: Project,
+    held: Collection[int],
+    pending: Collection[int] = (),
+) -> list[Assignment]:
+    """Fill the page up to BUFFER_SIZE: the worker's live reservations first, then new claims.
+
+    `held` are on the page already; `pending` were answered by requests still in flight.
+    """
+    want = max(BUFFER_SIZE - len(held), 0)
+    live = assignment_list_live(worker=worker, project=project).filter(
+        expires_at__gt=timezone.now()
+    )
+    ready = list(live.exclude(pk__in=[*held, *pending])[:want])
+    while len(ready) < want:
+        claimed = assignment_claim_next(worker=worker, project=project)
+        if claimed is None:
+            break
+        ready.append(claimed)
+    return ready
+
+
+def _own_assignment(request: HtmxHttpRequest, project: Project, assignment_id: int) -> Assignment:
+    try:
+        assignment = assignment_get_for_worker(worker=request.user, assignment_id=assignment_id)  # type: ignore[arg-type]
+    except Assignment.DoesNotExist:
+        raise Http404("No such assignment.") from None
+    if assignment.project_id != project.pk:
+        raise Http404("No such assignment.")
+    return assignment
+
+
+def _refill(
+    request: HtmxHttpRequest, project: Project, form: LabelSkipForm, *, status: int, notice: str
+) -> TemplateResponse:
+    ready = _assignments_ready(
+        worker=request.user,  # type: ignore[arg-type]
+        project=project,
+        held=form.ids("held"),
+        pending=form.ids("pending"),
+    )
+    context = {"project": project, "ready": ready, "notice": notice}
+    return TemplateResponse(request, f"{LABEL_TEMPLATE}#label-refill", context, status=status)
+
+
+@login_required
+@require_http_methods(["GET"])
+def label_page(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The labeling page: current item, the next one held ready, labels with hotkeys."""
+    project, role = _labeling_project(request, pk)
+    ready = _assignments_ready(worker=request.user, project=project, held=())  # type: ignore[arg-type]
+    context = {
+        "project": project,
+        "role": role,
+        "ready": ready,
+        "done": worker_submitted_count(worker=request.user, project=project),  # type: ignore[arg-type]
+    }
+    return TemplateResponse(request, LABEL_TEMPLATE, context)
+
+
+@login_required
+@require_POST
+def label_submit(request: HtmxHttpRequest, pk: int, assignment_id: int) -> HttpResponse:
+    """Store the answer; reply with the item(s) that refill the page's buffer."""
+    project, _role = _labeling_project(request, pk)
+    assignment = _own_assignment(request, project, assignment_id)
+    form = LabelSubmitForm(request.POST)
+    status, notice = 422, NOT_SAVED_INVALID
+    if form.is_valid():
+        try:
+            assignment_submit(
+                assignment=assignment,
+                worker=request.user,  # type: ignore[arg-type]
+                value={"label": form.cleaned_data["label"]},
+                duration_ms=form.cleaned_data["duration_ms"],
+            )
+            status, notice = 200, ""
+        except ApplicationError as error:
+            status, notice = error.status_code, f"Your last answer was not saved. {error.message}"
+        except ValidationError:
+            pass  # an unknown label: status and notice already say so
+    return _refill(request, project, form, status=status, notice=notice)
+
+
+@login_required
+@require_POST
+def label_skip(request: HtmxHttpRequest, pk: int, assignment_id: int) -> HttpResponse:
+    """Give the item back; reply with the item(s) that refill the page's buffer."""
+    project, _role = _labeling_project(request, pk)
+    assignment = _own_assignment(request, project, assignment_id)
+    form = LabelSkipForm(request.POST)
+    form.is_valid()  # only the id lists are read, and ids() copes with malformed ones
+    status, notice = 200, ""
+    try:
+        assignment_skip(assignment=assignment, worker=request.user)  # type: ignore[arg-type]
+    except ApplicationError as error:
+        status, notice = error.status_code, f"The skip was not recorded. {error.message}"
+    return _refill(request, project, form, status=status, notice=notice)
+
+
+def _owned_project(request: HtmxHttpRequest, pk: int) -> tuple[Project, str]:
+    """The project for its owners; 404 when the user cannot see it, 403 for other roles."""
+    project = get_object_or_404(Project, pk=pk)
+    role = project_role(user=request.user, project=project)
+    if project_list_owned(user=request.user).filter(pk=pk).exists():  # type: ignore[arg-type]
+        return project, role or "owner"
+    if role is None:
+        raise Http404("No such project.")
+    raise PermissionDenied("Only the project's owners manage members.")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_members(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """List the project's members and add an existing user with a role (owners only)."""
+    project, role = _owned_project(request, pk)
+    form = MemberAddForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            project_member_add(project=project, username=data["username"], role=data["role"])
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            messages.success(request, f"{data['username']} is now {data['role']} on this project.")
+            url = reverse("crowd:members", args=[project.pk])
+            return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    context: dict[str, Any] = {
+        "project": project,
+        "role": role,
+        "members": member_list(project=project),
+        "form": form,
+    }
+    template = "crowd/member_list.html"
+    template += "#member-form" if request.htmx else ""
+    return TemplateResponse(request, template, context, status=422 if form.errors else 200)

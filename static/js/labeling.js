@@ -1,0 +1,182 @@
+// Labeling page (crowd/assignment_label.html). Keyboard first: a label's hotkey selects it,
+// Enter submits, S skips. The page always holds the next item ready: a submit swaps it in at
+// once and sends the answer in the background; the reply carries the item(s) that refill the
+// buffer. Configuration comes from data- attributes (no inline scripts, CSP-friendly).
+(() => {
+  "use strict";
+
+  const root = document.getElementById("labeling");
+  if (!root) return;
+
+  const stage = root.querySelector("[data-stage]");
+  const noticeEl = root.querySelector("[data-notice]");
+  const doneEl = root.querySelector("[data-done]");
+  const submitButton = root.querySelector("[data-action=submit]");
+  const choices = Array.from(root.querySelectorAll("[data-label]"));
+  const hotkeys = new Map(
+    choices.filter((b) => b.dataset.hotkey).map((b) => [b.dataset.hotkey.toLowerCase(), b]),
+  );
+  const csrfToken = root.dataset.csrfToken;
+
+  const fromTemplate = (id) => {
+    const template = document.getElementById(id);
+    return template ? Array.from(template.content.children, (node) => node.cloneNode(true)) : [];
+  };
+
+  const state = {
+    current: stage.querySelector(".label-item"),
+    shownAt: performance.now(),
+    buffer: fromTemplate("label-buffer"),
+    selected: null,
+    inflight: 0,
+    pending: new Set(), // ids whose answer is on its way to the server
+    done: Number(doneEl.textContent) || 0,
+  };
+  // Every assignment this page was ever given. A reply can be overtaken by a later one and
+  // offer an item the worker already finished; such items are dropped, never shown twice.
+  const seen = new Set(heldIdsOf(state));
+
+  function heldIdsOf({ current, buffer }) {
+    return [current, ...buffer].filter(Boolean).map((item) => item.dataset.assignmentId);
+  }
+  const heldIds = () => heldIdsOf(state);
+
+  function say(message) {
+    noticeEl.textContent = message;
+  }
+
+  function select(button) {
+    state.selected = button ? button.dataset.label : null;
+    for (const choice of choices) choice.setAttribute("aria-pressed", String(choice === button));
+    submitButton.setAttribute("aria-disabled", String(!button));
+  }
+
+  function show(item) {
+    stage.replaceChildren(item);
+    state.current = item;
+    state.shownAt = performance.now(); // time on task starts when the item becomes visible
+    root.dataset.state = "labeling";
+    select(null);
+    root.dispatchEvent(new CustomEvent("labeling:shown", { detail: { at: state.shownAt } }));
+  }
+
+  function showPlaceholder(templateId, pageState) {
+    state.current = null;
+    stage.replaceChildren(...fromTemplate(templateId));
+    root.dataset.state = pageState;
+  }
+
+  function advance() {
+    if (state.buffer.length) show(state.buffer.shift());
+    else if (state.inflight) showPlaceholder("label-loading", "loading");
+    else showPlaceholder("label-empty", "empty");
+  }
+
+  function setDone(delta) {
+    state.done += delta;
+    doneEl.textContent = String(state.done);
+  }
+
+  const pause = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  // POST in the background; retried on network and server errors (submits are idempotent).
+  async function post(url, body) {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        const response = await fetch(url, {
+          method: "POST",
+          body,
+          credentials: "same-origin",
+          headers: { "X-CSRFToken": csrfToken },
+        });
+        if (response.status >= 500 && attempt < 3) throw new Error(`HTTP ${response.status}`);
+        const template = document.createElement("template");
+        template.innerHTML = await response.text();
+        const refill = template.content.querySelector(".label-refill");
+        if (refill) return { ok: response.ok, refill };
+        const problem = response.redirected
+          ? "Your session has ended. Reload the page to log in again."
+          : `The server could not take that (HTTP ${response.status}). Reload the page.`;
+        return { ok: false, refill: null, problem };
+      } catch (error) {
+        if (attempt >= 3) return { ok: false, refill: null, problem: "You seem to be offline." };
+        say("Connection trouble, retrying…");
+        await pause(800 * attempt);
+      }
+    }
+  }
+
+  async function send(id, url, body, isSubmit) {
+    const { ok, refill, problem } = await post(url, body);
+    state.inflight -= 1;
+    state.pending.delete(id);
+    if (!ok) seen.delete(id); // not saved: the item stays reserved and may come back
+    if (isSubmit && !ok) setDone(-1);
+    if (refill) {
+      for (const item of Array.from(refill.querySelectorAll(".label-item"))) {
+        if (seen.has(item.dataset.assignmentId)) continue;
+        seen.add(item.dataset.assignmentId);
+        state.buffer.push(item);
+      }
+      if (refill.dataset.notice) say(refill.dataset.notice);
+    } else {
+      say(`Your last answer may not have been saved. ${problem}`);
+    }
+    if (!state.current) advance();
+  }
+
+  function finish(action) {
+    const item = state.current;
+    if (!item) return;
+    const body = new URLSearchParams();
+    if (action === "submit") {
+      if (!state.selected) {
+        say("Choose a label first: press its key.");
+        return;
+      }
+      body.set("label", state.selected);
+      body.set("duration_ms", String(Math.round(performance.now() - state.shownAt)));
+      setDone(+1);
+    }
+    say("");
+    state.inflight += 1; // before advancing, so an empty buffer shows "loading", not "empty"
+    advance();
+    body.set("held", heldIds().join(","));
+    body.set("pending", Array.from(state.pending).join(","));
+    const id = item.dataset.assignmentId;
+    state.pending.add(id);
+    const url = action === "submit" ? item.dataset.submitUrl : item.dataset.skipUrl;
+    send(id, url, body, action === "submit");
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.isComposing) return;
+    const target = event.target instanceof Element ? event.target : document.body;
+    if (target.closest("input, textarea, select, [contenteditable]")) return;
+    const key = event.key.toLowerCase();
+    if (key === "enter") {
+      // Links, <summary> and other buttons (Skip, Log out) keep their own Enter.
+      if (target.closest("a, summary, button:not([data-label])")) return;
+      event.preventDefault();
+      if (!event.repeat) finish("submit");
+    } else if (key === "s") {
+      event.preventDefault();
+      if (!event.repeat) finish("skip");
+    } else if (hotkeys.has(key) && state.current) {
+      event.preventDefault();
+      select(hotkeys.get(key));
+    }
+  });
+
+  root.addEventListener("click", (event) => {
+    const target = event.target instanceof Element ? event.target : null;
+    const choice = target && target.closest("[data-label]");
+    if (choice) {
+      if (state.current) select(choice);
+      return;
+    }
+    const action = target && target.closest("[data-action]");
+    if (action) finish(action.dataset.action);
+  });
+})();
