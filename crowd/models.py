@@ -102,9 +102,7 @@ class Assignment(models.Model):
                 name="assignment_live_idx",
                 condition=Q(status="reserved"),
             ),
-            models.Index(
-                fields=["worker", "project", "status"], name="assignment_worker_idx"
-            ),
+            models.Index(fields=["worker", "project", "status"], name="assignment_worker_idx"),
         ]
 
     def __str__(self) -> str:

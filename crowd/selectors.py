@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
 
 from annotation.models import Project, ProjectMember
 from crowd.models import Assignment, PoolMember, ProjectPool
@@ -38,10 +39,13 @@ def assignment_get_for_worker(*, worker: AbstractBaseUser, assignment_id: int) -
 
 
 def assignment_list_live(*, worker: AbstractBaseUser, project: Project) -> QuerySet[Assignment]:
-    """The worker's reservations on the project that are still open, oldest first."""
+    """The worker's reservations on the project whose deadline has not passed, oldest first."""
     return (
         Assignment.objects.filter(
-            worker_id=worker.pk, project_id=project.pk, status=Assignment.Status.RESERVED
+            worker_id=worker.pk,
+            project_id=project.pk,
+            status=Assignment.Status.RESERVED,
+            expires_at__gt=timezone.now(),
         )
         .select_related("item")
         .order_by("id")

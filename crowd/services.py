@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from annotation.models import Annotation, Item, Project, ProjectMember
 from annotation.services import annotation_create, project_member_set
 from core.exceptions import ApplicationError, ConflictError, NotAllowedError
 from crowd.models import Assignment, Pool, PoolMember, ProjectPool
+from crowd.selectors import assignment_list_live
 
 CLAIM_ATTEMPTS = 3
 
@@ -40,7 +42,9 @@ def project_default_pool(*, project: Project) -> Pool:
     if link is not None:
         return link.pool
     pool = Pool.objects.create(
-        name=f"{project.name} — internal", kind=Pool.Kind.INTERNAL_CROWD, created_by=project.created_by
+        name=f"{project.name} — internal",
+        kind=Pool.Kind.INTERNAL_CROWD,
+        created_by=project.created_by,
     )
     ProjectPool.objects.create(project=project, pool=pool, rule=ProjectPool.Rule.LABEL)
     return pool
@@ -52,6 +56,9 @@ def project_member_add(*, project: Project, username: str, role: str) -> Project
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         raise ValidationError({"username": [f"No user named {username!r}."]})
+    owners = ProjectMember.objects.filter(project=project, role=ProjectMember.Role.OWNER)
+    if role != ProjectMember.Role.OWNER and not owners.exclude(user=user).exists():
+        raise ValidationError({"role": ["A project keeps at least one owner."]})
     member = project_member_set(project=project, user=user, role=role)
     if role == ProjectMember.Role.ANNOTATOR:
         pool = project_default_pool(project=project)
@@ -157,13 +164,12 @@ def _claim_one(*, worker: AbstractBaseUser, project: Project, gold: bool) -> Ass
         if item is None:
             return None
         Item.objects.filter(pk=item.pk).update(slots_taken=F("slots_taken") + 1)
-        assignment = Assignment.objects.create(
+        return Assignment.objects.create(
             project_id=project.pk,
             item=item,
             worker=worker,
             expires_at=assignment_deadline(project=project),
         )
-    return assignment
 
 
 def _claim_one_postgres(
@@ -274,9 +280,9 @@ def assignment_submit(
         if locked.status == Assignment.Status.SKIPPED:
             raise ConflictError("This item was skipped; it cannot be submitted.", code="skipped")
         if locked.status == Assignment.Status.EXPIRED:
-            retaken = Item.objects.filter(
-                pk=locked.item_id, slots_taken__lt=F("target")
-            ).update(slots_taken=F("slots_taken") + 1)
+            retaken = Item.objects.filter(pk=locked.item_id, slots_taken__lt=F("target")).update(
+                slots_taken=F("slots_taken") + 1
+            )
             if not retaken and not locked.item.is_gold:
                 raise ConflictError(
                     "The reservation expired and the item was given to others.", code="expired"
@@ -303,3 +309,26 @@ def assignment_skip(*, assignment: Assignment, worker: AbstractBaseUser) -> Assi
             locked.save(update_fields=["status", "finished_at"])
             _slots_release(Counter([locked.item_id]))
     return locked
+
+
+def assignment_list_ready(
+    *,
+    worker: AbstractBaseUser,
+    project: Project,
+    held: Collection[int],
+    pending: Collection[int] = (),
+    size: int = 2,
+) -> list[Assignment]:
+    """Fill a worker's buffer up to `size`: live reservations first, then new claims.
+
+    `held` are shown to the worker already; `pending` were answered by requests in flight.
+    """
+    want = max(size - len(held), 0)
+    live = assignment_list_live(worker=worker, project=project)
+    ready = list(live.exclude(pk__in=[*held, *pending])[:want])
+    while len(ready) < want:
+        claimed = assignment_claim_next(worker=worker, project=project)
+        if claimed is None:
+            break
+        ready.append(claimed)
+    return ready

@@ -7,18 +7,15 @@ refills the buffer) travels to the server in the background.
 
 from __future__ import annotations
 
-from collections.abc import Collection
 from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
@@ -30,19 +27,17 @@ from crowd.forms import LabelSkipForm, LabelSubmitForm, MemberAddForm
 from crowd.models import Assignment
 from crowd.selectors import (
     assignment_get_for_worker,
-    assignment_list_live,
     member_list,
     worker_submitted_count,
 )
 from crowd.services import (
-    assignment_claim_next,
+    assignment_list_ready,
     assignment_skip,
     assignment_submit,
     project_member_add,
     worker_may_label,
 )
 
-BUFFER_SIZE = 2  # the item on screen plus the one held ready behind it
 LABEL_TEMPLATE = "crowd/assignment_label.html"
 NOT_SAVED_INVALID = "Your last answer was not saved: it was not one of this project's labels."
 
@@ -58,30 +53,6 @@ def _labeling_project(request: HtmxHttpRequest, pk: int) -> tuple[Project, str]:
     return project, role
 
 
-def _assignments_ready(
-    *,
-    worker: AbstractBaseUser,
-    project: Project,
-    held: Collection[int],
-    pending: Collection[int] = (),
-) -> list[Assignment]:
-    """Fill the page up to BUFFER_SIZE: the worker's live reservations first, then new claims.
-
-    `held` are on the page already; `pending` were answered by requests still in flight.
-    """
-    want = max(BUFFER_SIZE - len(held), 0)
-    live = assignment_list_live(worker=worker, project=project).filter(
-        expires_at__gt=timezone.now()
-    )
-    ready = list(live.exclude(pk__in=[*held, *pending])[:want])
-    while len(ready) < want:
-        claimed = assignment_claim_next(worker=worker, project=project)
-        if claimed is None:
-            break
-        ready.append(claimed)
-    return ready
-
-
 def _own_assignment(request: HtmxHttpRequest, project: Project, assignment_id: int) -> Assignment:
     try:
         assignment = assignment_get_for_worker(worker=request.user, assignment_id=assignment_id)  # type: ignore[arg-type]
@@ -95,7 +66,7 @@ def _own_assignment(request: HtmxHttpRequest, project: Project, assignment_id: i
 def _refill(
     request: HtmxHttpRequest, project: Project, form: LabelSkipForm, *, status: int, notice: str
 ) -> TemplateResponse:
-    ready = _assignments_ready(
+    ready = assignment_list_ready(
         worker=request.user,  # type: ignore[arg-type]
         project=project,
         held=form.ids("held"),
@@ -110,7 +81,7 @@ def _refill(
 def label_page(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The labeling page: current item, the next one held ready, labels with hotkeys."""
     project, role = _labeling_project(request, pk)
-    ready = _assignments_ready(worker=request.user, project=project, held=())  # type: ignore[arg-type]
+    ready = assignment_list_ready(worker=request.user, project=project, held=())  # type: ignore[arg-type]
     context = {
         "project": project,
         "role": role,

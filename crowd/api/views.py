@@ -52,8 +52,6 @@ def _wants_next(request: Request) -> bool:
     return request.query_params.get("next", "").lower() in {"1", "true", "yes"}
 
 
-
-
 class CrowdApi(APIView):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "crowd"

@@ -13,8 +13,10 @@ from crowd.models import Assignment
 from crowd.services import (
     assignment_claim_next,
     assignment_expire_stale,
+    assignment_list_ready,
     assignment_skip,
     assignment_submit,
+    project_member_add,
 )
 from tests.annotation.factories import ItemFactory, ProjectFactory, UserFactory
 from tests.crowd.factories import make_annotator
@@ -151,3 +153,22 @@ def test_gold_is_mixed_in_and_never_repeated(owner):
     gold_ids = {g.pk for g in golds}
     assert gold_ids <= set(served)
     assert len(served) == len(set(served)) == 43
+
+
+def test_a_project_keeps_at_least_one_owner(project, owner):
+    with pytest.raises(ValidationError) as error:
+        project_member_add(project=project, username=owner.username, role="annotator")
+
+    assert "role" in error.value.message_dict
+    assert project.members.get(user=owner).role == "owner"
+
+
+def test_assignment_list_ready_reuses_live_reservations_then_claims(project, worker):
+    ItemFactory.create_batch(3, project=project)
+    first = assignment_claim_next(worker=worker, project=project)
+
+    ready = assignment_list_ready(worker=worker, project=project, held=())
+
+    assert ready[0].pk == first.pk
+    assert len(ready) == 2
+    assert ready[1].item_id != first.item_id
