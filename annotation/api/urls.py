@@ -2,6 +2,18 @@
 
 from __future__ import annotations
 
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from annotation.api import views
+
+urlpatterns = [
+    path("projects/", views.ProjectListCreateApi.as_view(), name="project-list"),
+    path("projects/<int:project_id>/", views.ProjectDetailApi.as_view(), name="project-detail"),
+    path(
+        "projects/<int:project_id>/imports/",
+        views.ImportCreateApi.as_view(),
+        name="import-create",
+    ),
+    path("imports/<int:import_job_id>/", views.ImportDetailApi.as_view(), name="import-detail"),
+    path("projects/<int:project_id>/items/", views.ItemListApi.as_view(), name="item-list"),
+]

@@ -1,0 +1,78 @@
+"""Shapes of the annotation API shared by several endpoints (inputs live on their views)."""
+
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from annotation.models import ImportJob, Item, Project, ProjectMember
+
+
+class LabelSerializer(serializers.Serializer):
+    value = serializers.CharField(max_length=200)
+    hotkey = serializers.CharField(max_length=1, required=False, allow_blank=True)
+
+
+class ProjectOutputSerializer(serializers.ModelSerializer):
+    """A project as its members see it, with the caller's role (annotated by the view)."""
+
+    labels = LabelSerializer(many=True)
+    role = serializers.ChoiceField(
+        choices=ProjectMember.Role.choices,
+        allow_null=True,
+        read_only=True,
+        help_text="The caller's role on the project; null for staff who are not members.",
+    )
+
+    class Meta:
+        model = Project
+        fields = [
+            "id",
+            "name",
+            "instructions",
+            "task_type",
+            "labels",
+            "overlap",
+            "gold_ratio",
+            "reservation_timeout_seconds",
+            "created_at",
+            "role",
+        ]
+
+
+class ImportErrorSerializer(serializers.Serializer):
+    line = serializers.IntegerField(allow_null=True)
+    field = serializers.CharField(allow_null=True)
+    message = serializers.CharField()
+
+
+class ImportJobOutputSerializer(serializers.ModelSerializer):
+    progress = serializers.FloatField(help_text="0 to 1; 1 once the import succeeded.")
+    errors = ImportErrorSerializer(many=True)
+
+    class Meta:
+        model = ImportJob
+        fields = [
+            "id",
+            "project",
+            "original_name",
+            "format",
+            "status",
+            "progress",
+            "total_rows",
+            "processed_rows",
+            "created_count",
+            "duplicate_count",
+            "errors",
+            "created_at",
+            "finished_at",
+        ]
+
+
+class ItemOutputSerializer(serializers.ModelSerializer):
+    """An item as owners and reviewers see it: includes the gold answer."""
+
+    state = serializers.ChoiceField(choices=["open", "in_progress", "complete"])
+
+    class Meta:
+        model = Item
+        fields = ["id", "data", "gold", "is_gold", "state", "annotation_count", "target"]

@@ -1,0 +1,160 @@
+"""The annotation API: projects, imports and the owner's view of items."""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.generics import GenericAPIView
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.api.serializers import (
+    ImportJobOutputSerializer,
+    ItemOutputSerializer,
+    LabelSerializer,
+    ProjectOutputSerializer,
+)
+from annotation.imports import import_job_create, import_job_get_for_user
+from annotation.models import ImportJob, Project, ProjectMember
+from annotation.selectors import item_list_for_project, project_list_for_user, project_role
+from annotation.services import project_create, project_update
+
+MANAGERS = {ProjectMember.Role.OWNER, ProjectMember.Role.REVIEWER}
+
+
+def _projects_with_role(user: AbstractBaseUser) -> QuerySet[Project]:
+    role = ProjectMember.objects.filter(project=OuterRef("pk"), user_id=user.pk).values("role")
+    return project_list_for_user(user=user).annotate(role=Subquery(role[:1]))
+
+
+def _project_for(request: Request, project_id: int) -> Project:
+    """A project the caller can see in any role (404 otherwise), with `role` annotated."""
+    return get_object_or_404(_projects_with_role(request.user), pk=project_id)
+
+
+def _require_owner(request: Request, project: Project) -> None:
+    if not (request.user.is_staff or project.role == ProjectMember.Role.OWNER):
+        raise PermissionDenied("Only the project's owners may do this.")
+
+
+def _require_manager(request: Request, role: str | None) -> None:
+    if not (request.user.is_staff or role in MANAGERS):
+        raise PermissionDenied("Only the project's owners and reviewers may see this.")
+
+
+class ProjectInputSerializer(serializers.Serializer):
+    """Project settings as sent by clients; annotation.services validates the values."""
+
+    name = serializers.CharField(max_length=200)
+    instructions = serializers.CharField(allow_blank=True, required=False, max_length=50_000)
+    task_type = serializers.ChoiceField(choices=Project.TaskType.choices, required=False)
+    labels = LabelSerializer(many=True)
+    overlap = serializers.IntegerField(required=False)
+    gold_ratio = serializers.FloatField(required=False)
+    reservation_timeout_seconds = serializers.IntegerField(required=False)
+
+    def validate_labels(self, labels: list[dict[str, str]]) -> list[dict[str, str]]:
+        return [dict(label) for label in labels]  # the service validates values and hotkeys
+
+
+class ProjectListCreateApi(GenericAPIView):
+    """GET: projects the caller can see in any role. POST: create one; the caller owns it."""
+
+    InputSerializer = ProjectInputSerializer
+
+    @extend_schema(
+        operation_id="projects_list", responses={200: ProjectOutputSerializer(many=True)}
+    )
+    def get(self, request: Request) -> Response:
+        page = self.paginate_queryset(_projects_with_role(request.user).order_by("-id"))
+        return self.get_paginated_response(ProjectOutputSerializer(page, many=True).data)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={201: ProjectOutputSerializer},
+    )
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = project_create(user=request.user, **data.validated_data)
+        project.role = ProjectMember.Role.OWNER
+        return Response(ProjectOutputSerializer(project).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectDetailApi(APIView):
+    """GET: one project (any role). PATCH: change its settings (owners only)."""
+
+    InputSerializer = ProjectInputSerializer
+
+    @extend_schema(responses={200: ProjectOutputSerializer})
+    def get(self, request: Request, project_id: int) -> Response:
+        project = _project_for(request, project_id)
+        return Response(ProjectOutputSerializer(project).data)
+
+    @extend_schema(request=InputSerializer, responses={200: ProjectOutputSerializer})
+    def patch(self, request: Request, project_id: int) -> Response:
+        project = _project_for(request, project_id)
+        _require_owner(request, project)
+        data = self.InputSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        project = project_update(project=project, **data.validated_data)
+        return Response(ProjectOutputSerializer(project).data)
+
+
+class ImportCreateApi(APIView):
+    """Upload a CSV or JSONL file into a project (owners only); the import runs in the background.
+
+    Poll GET /imports/{id}/ for progress. Rows are validated first; items are inserted only if
+    every row is valid (all or nothing).
+    """
+
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema_serializer(component_name="ImportCreateInput")
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField(help_text=".csv, .jsonl or .ndjson, UTF-8.")
+
+    @extend_schema(
+        request={"multipart/form-data": InputSerializer},
+        responses={201: ImportJobOutputSerializer},
+    )
+    def post(self, request: Request, project_id: int) -> Response:
+        project = _project_for(request, project_id)
+        _require_owner(request, project)
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        job = import_job_create(
+            project=project, user=request.user, uploaded_file=data.validated_data["file"]
+        )
+        job.refresh_from_db()  # the task may already have run (eager mode) after commit
+        return Response(ImportJobOutputSerializer(job).data, status=status.HTTP_201_CREATED)
+
+
+class ImportDetailApi(APIView):
+    """An import's status, progress, counts and row errors (owners and reviewers)."""
+
+    @extend_schema(responses={200: ImportJobOutputSerializer})
+    def get(self, request: Request, import_job_id: int) -> Response:
+        try:
+            job = import_job_get_for_user(user=request.user, import_job_id=import_job_id)
+        except ImportJob.DoesNotExist:
+            raise NotFound() from None
+        _require_manager(request, project_role(user=request.user, project=job.project))
+        return Response(ImportJobOutputSerializer(job).data)
+
+
+class ItemListApi(GenericAPIView):
+    """A project's items with gold answers and progress (owners and reviewers), paginated."""
+
+    @extend_schema(responses={200: ItemOutputSerializer(many=True)})
+    def get(self, request: Request, project_id: int) -> Response:
+        project = _project_for(request, project_id)
+        _require_manager(request, project.role)
+        page = self.paginate_queryset(item_list_for_project(project=project))
+        return self.get_paginated_response(ItemOutputSerializer(page, many=True).data)
