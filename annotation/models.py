@@ -122,9 +122,7 @@ class Item(models.Model):
                 name="item_claimable_idx",
                 condition=Q(is_gold=False) & Q(slots_taken__lt=F("target")),
             ),
-            models.Index(
-                fields=["project", "id"], name="item_gold_idx", condition=Q(is_gold=True)
-            ),
+            models.Index(fields=["project", "id"], name="item_gold_idx", condition=Q(is_gold=True)),
         ]
 
     def __str__(self) -> str:

@@ -12,12 +12,11 @@ def project_role(*, user: AbstractBaseUser | AnonymousUser, project: Project) ->
     """The user's role on the project: owner, reviewer, annotator, or None."""
     if not user.is_authenticated:
         return None
-    role = (
+    return (
         ProjectMember.objects.filter(project=project, user=user)
         .values_list("role", flat=True)
         .first()
     )
-    return role
 
 
 def project_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Project]:

@@ -53,13 +53,17 @@ def labels_clean(labels: Any) -> list[dict[str, str]]:
 
 def _project_validate(project: Project) -> None:
     project.labels = labels_clean(project.labels)
+    errors: dict[str, list[str]] = {}
+    if not isinstance(project.overlap, int) or not 1 <= project.overlap <= 50:
+        errors["overlap"] = ["Overlap is a whole number between 1 and 50."]
+    if not isinstance(project.gold_ratio, int | float) or not 0 <= project.gold_ratio <= 0.5:
+        errors["gold_ratio"] = ["Gold ratio is between 0 and 0.5."]
+    timeout = project.reservation_timeout_seconds
+    if not isinstance(timeout, int) or timeout < 30:
+        errors["reservation_timeout_seconds"] = ["At least 30 seconds."]
+    if errors:
+        raise ValidationError(errors)
     project.full_clean(exclude=["created_by"])
-    if not 1 <= project.overlap <= 50:
-        raise ValidationError({"overlap": ["Overlap is between 1 and 50."]})
-    if not 0 <= project.gold_ratio <= 0.5:
-        raise ValidationError({"gold_ratio": ["Gold ratio is between 0 and 0.5."]})
-    if project.reservation_timeout_seconds < 30:
-        raise ValidationError({"reservation_timeout_seconds": ["At least 30 seconds."]})
 
 
 @transaction.atomic

@@ -35,10 +35,20 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
-        fields = response.data if isinstance(response.data, dict) else {"non_field_errors": response.data}
+        fields = (
+            response.data
+            if isinstance(response.data, dict)
+            else {"non_field_errors": response.data}
+        )
         response.data = {"detail": "Invalid input.", "code": "invalid", "fields": fields}
         response.status_code = status.HTTP_400_BAD_REQUEST
     elif isinstance(exc, exceptions.APIException):
-        detail = response.data.get("detail", str(exc)) if isinstance(response.data, dict) else exc.detail
-        response.data = {"detail": str(detail), "code": exc.get_codes() if isinstance(exc.get_codes(), str) else "error", "fields": {}}
+        detail = (
+            response.data.get("detail", str(exc)) if isinstance(response.data, dict) else exc.detail
+        )
+        response.data = {
+            "detail": str(detail),
+            "code": exc.get_codes() if isinstance(exc.get_codes(), str) else "error",
+            "fields": {},
+        }
     return response

@@ -38,9 +38,7 @@ class AuthTokenApi(APIView):
         data.is_valid(raise_exception=True)
         user = authenticate(request, **data.validated_data)
         if user is None or not user.is_active:
-            raise ApplicationError(
-                "Wrong username or password.", code="authentication_failed"
-            )
+            raise ApplicationError("Wrong username or password.", code="authentication_failed")
         token, _ = Token.objects.get_or_create(user=user)
         return Response({"token": token.key})
 

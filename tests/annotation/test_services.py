@@ -83,3 +83,16 @@ def test_project_update_refuses_a_new_task_type(project):
         project_update(project=project, task_type="multi_label")
 
     assert list(caught.value.message_dict) == ["task_type"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("overlap", 0), ("overlap", 51), ("gold_ratio", 0.9), ("reservation_timeout_seconds", 5)],
+)
+def test_project_create_names_the_field_out_of_range(owner, field, value):
+    fields = {"name": "P", "labels": ["a", "b"], field: value}
+
+    with pytest.raises(ValidationError) as error:
+        project_create(user=owner, **fields)
+
+    assert list(error.value.message_dict) == [field]

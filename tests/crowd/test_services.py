@@ -101,8 +101,12 @@ def test_late_submit_is_taken_while_the_slot_is_free(project, worker, item):
 def test_submit_is_idempotent(project, worker, item):
     held = assignment_claim_next(worker=worker, project=project)
 
-    first = assignment_submit(assignment=held, worker=worker, value={"label": "positive"}, duration_ms=9)
-    again = assignment_submit(assignment=held, worker=worker, value={"label": "negative"}, duration_ms=9)
+    first = assignment_submit(
+        assignment=held, worker=worker, value={"label": "positive"}, duration_ms=9
+    )
+    again = assignment_submit(
+        assignment=held, worker=worker, value={"label": "negative"}, duration_ms=9
+    )
 
     assert first.pk == again.pk
     assert Annotation.objects.count() == 1
@@ -136,7 +140,9 @@ def test_another_workers_assignment_cannot_be_submitted(project, worker, item):
     intruder = make_annotator(project)
 
     with pytest.raises(ApplicationError):
-        assignment_submit(assignment=held, worker=intruder, value={"label": "positive"}, duration_ms=1)
+        assignment_submit(
+            assignment=held, worker=intruder, value={"label": "positive"}, duration_ms=1
+        )
 
 
 def test_gold_is_mixed_in_and_never_repeated(owner):
@@ -148,7 +154,9 @@ def test_gold_is_mixed_in_and_never_repeated(owner):
     served = []
     while (assignment := assignment_claim_next(worker=worker, project=project)) is not None:
         served.append(assignment.item_id)
-        assignment_submit(assignment=assignment, worker=worker, value={"label": "positive"}, duration_ms=1)
+        assignment_submit(
+            assignment=assignment, worker=worker, value={"label": "positive"}, duration_ms=1
+        )
 
     gold_ids = {g.pk for g in golds}
     assert gold_ids <= set(served)
