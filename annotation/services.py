@@ -125,24 +125,34 @@ def annotation_value_clean(*, project: Project, value: Any) -> dict[str, Any]:
     return {"label": label}
 
 
+def annotation_input_clean(*, project: Project, value: Any, duration_ms: int) -> dict[str, Any]:
+    """Validate an answer and its time on task; return the value's stored form."""
+    cleaned = annotation_value_clean(project=project, value=value)
+    if not isinstance(duration_ms, int) or not 0 <= duration_ms <= 24 * 3600 * 1000:
+        raise ValidationError({"duration_ms": ["Between 0 and 86400000 milliseconds."]})
+    return cleaned
+
+
+def annotation_announce(*, annotation: Annotation) -> None:
+    """Tell other apps (quality) about a stored annotation, once the transaction commits."""
+    transaction.on_commit(
+        lambda: annotation_created.send(
+            sender=Annotation,
+            project_id=annotation.project_id,
+            item_id=annotation.item_id,
+            annotation_id=annotation.pk,
+        )
+    )
+
+
 def annotation_create(
     *, item: Item, author: AbstractBaseUser, value: Any, duration_ms: int
 ) -> Annotation:
     """Store one answer; callers hold the item's claim. Announces it after commit."""
-    project = item.project
-    cleaned = annotation_value_clean(project=project, value=value)
-    if duration_ms < 0 or duration_ms > 24 * 3600 * 1000:
-        raise ValidationError({"duration_ms": ["Between 0 and 86400000 milliseconds."]})
+    cleaned = annotation_input_clean(project=item.project, value=value, duration_ms=duration_ms)
     annotation = Annotation.objects.create(
         project_id=item.project_id, item=item, author=author, value=cleaned, duration_ms=duration_ms
     )
     Item.objects.filter(pk=item.pk).update(annotation_count=F("annotation_count") + 1)
-    transaction.on_commit(
-        lambda: annotation_created.send(
-            sender=Annotation,
-            project_id=item.project_id,
-            item_id=item.pk,
-            annotation_id=annotation.pk,
-        )
-    )
+    annotation_announce(annotation=annotation)
     return annotation

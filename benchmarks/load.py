@@ -216,7 +216,25 @@ def check_database(database: str) -> dict:
         }
 
 
+def cpu_seconds(names: tuple[str, ...]) -> dict[str, float]:
+    """CPU time (user + system) used so far by processes whose command line names them."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals = dict.fromkeys(names, 0.0)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        for name in names:
+            if name in cmdline:
+                totals[name] += (int(fields[11]) + int(fields[12])) / ticks
+                break
+    return totals
+
+
 def run_mode(port: int, setup: dict, mode: str, annotators: int, seconds: float) -> dict:
+    cpu_before = cpu_seconds(("gunicorn", "postgres"))
     jobs = [
         (port, setup["tokens"][n], setup["project"], mode, seconds, n) for n in range(annotators)
     ]
@@ -233,6 +251,12 @@ def run_mode(port: int, setup: dict, mode: str, annotators: int, seconds: float)
             totals[key] = totals.get(key, 0) + value
     report = {"mode": mode, "annotators": annotators, "seconds": round(wall, 1), **totals}
     report["annotations_per_s"] = round(totals["annotations"] / wall, 1)
+    cpu_after = cpu_seconds(("gunicorn", "postgres"))
+    if totals["annotations"]:
+        report["cpu_ms_per_annotation"] = {
+            name: round((cpu_after[name] - cpu_before[name]) / totals["annotations"] * 1000, 2)
+            for name in cpu_before
+        }
     for key, values in lat.items():
         if values:
             report[key] = {

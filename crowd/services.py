@@ -7,13 +7,17 @@ on a row another transaction holds.
 
 from __future__ import annotations
 
+import functools
 import json
 import random
+import time
 from collections import Counter
 from collections.abc import Collection
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
@@ -23,7 +27,12 @@ from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from annotation.models import Annotation, Item, Project, ProjectMember
-from annotation.services import annotation_create, project_member_set
+from annotation.services import (
+    annotation_announce,
+    annotation_create,
+    annotation_input_clean,
+    project_member_set,
+)
 from core.exceptions import ApplicationError, ConflictError, NotAllowedError
 from crowd.models import Assignment, Pool, PoolMember, ProjectPool
 from crowd.selectors import assignment_list_live
@@ -138,9 +147,22 @@ def _expire_stale_now_and_then(*, project_id: int) -> None:
     assignment_expire_stale(project_id=project_id, limit=100)
 
 
+def _labeler(*, worker: AbstractBaseUser, project: Project) -> Exists:
+    return Exists(
+        PoolMember.objects.filter(
+            user_id=worker.pk,
+            pool__project_pools__project_id=project.pk,
+            pool__project_pools__rule=ProjectPool.Rule.LABEL,
+        )
+    )
+
+
 def _claimable(*, worker: AbstractBaseUser, project: Project, gold: bool) -> Any:
+    """Items the worker may claim. Membership is part of the query, so a claim can't skip it."""
     seen = Assignment.objects.filter(item_id=OuterRef("pk"), worker_id=worker.pk)
-    items = Item.objects.filter(project_id=project.pk, is_gold=gold)
+    items = Item.objects.filter(
+        _labeler(worker=worker, project=project), project_id=project.pk, is_gold=gold
+    )
     if gold:
         return items.exclude(Exists(seen)).order_by("id")
     return (
@@ -172,6 +194,44 @@ def _claim_one(*, worker: AbstractBaseUser, project: Project, gold: bool) -> Ass
         )
 
 
+# Stand-in ids: the claim SQL is compiled once per process and the real ids bound per call.
+_ANY_WORKER, _ANY_PROJECT = -900_001, -900_002
+
+
+@functools.cache
+def _claimable_sql(gold: bool) -> tuple[str, tuple[Any, ...]]:
+    """The ORM's SQL for `_claimable`, compiled once (compiling costs more than running it)."""
+    worker, project = SimpleNamespace(pk=_ANY_WORKER), SimpleNamespace(pk=_ANY_PROJECT)
+    query = _claimable(worker=worker, project=project, gold=gold).values("id")[:1].query  # type: ignore[arg-type]
+    return query.sql_with_params()
+
+
+def _fetch_one_prepared(sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    """Run a hot statement as a prepared statement: PostgreSQL plans it once per connection.
+
+    Django's cursors bind parameters client-side, so PostgreSQL would plan every call. The
+    statement still passes through the connection's execute wrappers and query log.
+    """
+    connection.ensure_connection()
+    started = time.monotonic()
+    with psycopg.Cursor(connection.connection) as cursor:
+
+        def run(sql: str, params: Any, many: bool, context: dict[str, Any]) -> None:
+            with connection.wrap_database_errors:
+                cursor.execute(sql, params, prepare=True)
+
+        executor: Any = run
+        for wrapper in reversed(connection.execute_wrappers):
+            executor = functools.partial(wrapper, executor)
+        executor(sql, params, False, {"connection": connection, "cursor": cursor})
+        row = cursor.fetchone()
+    if connection.queries_logged:
+        connection.queries_log.append(
+            {"sql": f"{sql} -- params {params!r}", "time": f"{time.monotonic() - started:.3f}"}
+        )
+    return row
+
+
 def _claim_one_postgres(
     *, worker: AbstractBaseUser, project: Project, gold: bool
 ) -> Assignment | None:
@@ -179,10 +239,10 @@ def _claim_one_postgres(
 
     The item filter is the ORM's own SQL for `_claimable`, so both paths share one definition.
     """
-    picked_sql, picked_params = (
-        _claimable(worker=worker, project=project, gold=gold)
-        .values("id")[:1]
-        .query.sql_with_params()
+    picked_sql, picked_params = _claimable_sql(gold)
+    picked_params = tuple(
+        worker.pk if p == _ANY_WORKER else project.pk if p == _ANY_PROJECT else p
+        for p in picked_params
     )
     now = timezone.now()
     expires_at = assignment_deadline(project=project, now=now)
@@ -203,9 +263,7 @@ def _claim_one_postgres(
         FROM claimed JOIN taken ON taken."id" = claimed."item_id"
     """  # noqa: S608 - every value is a bound parameter; the subquery is ORM-compiled
     params = (*picked_params, project.pk, worker.pk, Assignment.Status.RESERVED, now, expires_at)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
+    row = _fetch_one_prepared(sql, params)
     if row is None:
         return None
     assignment_id, item_id, data = row
@@ -237,10 +295,17 @@ def assignment_claim_next(*, worker: AbstractBaseUser, project: Project) -> Assi
     """Give the worker one item: fullest open items first, gold mixed in at the gold ratio.
 
     Returns None when no regular item is left for this worker (gold alone is never served).
+    Membership is checked inside the claim query; only an empty result pays for telling
+    "nothing left" (None) from "not a labeler here" (NotAllowedError).
     """
-    if not worker_may_label(worker=worker, project=project):
-        raise NotAllowedError("You are not a labeler on this project.")
     _expire_stale_now_and_then(project_id=project.pk)
+    claimed = _claim_next(worker=worker, project=project)
+    if claimed is None and not worker_may_label(worker=worker, project=project):
+        raise NotAllowedError("You are not a labeler on this project.")
+    return claimed
+
+
+def _claim_next(*, worker: AbstractBaseUser, project: Project) -> Assignment | None:
     want_gold = project.gold_ratio > 0 and random.random() < project.gold_ratio
     for _attempt in range(CLAIM_ATTEMPTS):
         try:
@@ -273,6 +338,15 @@ def assignment_submit(
 
     A late submit is still taken while its slot is free; otherwise it is refused (409).
     """
+    cleaned = annotation_input_clean(
+        project=assignment.project, value=value, duration_ms=duration_ms
+    )
+    if connection.vendor == "postgresql":
+        stored = _submit_reserved_postgres(
+            assignment=assignment, worker=worker, value=cleaned, duration_ms=duration_ms
+        )
+        if stored is not None:
+            return stored
     with transaction.atomic():
         locked = _assignment_lock(assignment_id=assignment.pk, worker=worker)
         if locked.status == Assignment.Status.SUBMITTED:
@@ -294,6 +368,65 @@ def assignment_submit(
         locked.annotation = annotation
         locked.finished_at = timezone.now()
         locked.save(update_fields=["status", "annotation", "finished_at"])
+    return annotation
+
+
+def _submit_reserved_postgres(
+    *, assignment: Assignment, worker: AbstractBaseUser, value: dict, duration_ms: int
+) -> Annotation | None:
+    """The common case (a live reservation) in one statement: lock it, store the annotation,
+    count it on the item and close the claim. None when the claim is not reserved any more;
+    the caller then takes the general path (idempotent repeat, expired, skipped).
+    """
+    now = timezone.now()
+    sql = """
+        WITH held AS (
+            SELECT "id", "item_id", "project_id" FROM "crowd_assignment"
+            WHERE "id" = %s AND "worker_id" = %s AND "status" = %s
+            FOR UPDATE
+        ),
+        stored AS (
+            INSERT INTO "annotation_annotation"
+                ("project_id", "item_id", "author_id", "value", "duration_ms", "created_at")
+            SELECT held."project_id", held."item_id", %s, %s::jsonb, %s, %s FROM held
+            RETURNING "id", "item_id", "project_id"
+        ),
+        counted AS (
+            UPDATE "annotation_item" SET "annotation_count" = "annotation_count" + 1
+            FROM stored WHERE "annotation_item"."id" = stored."item_id"
+        ),
+        closed AS (
+            UPDATE "crowd_assignment"
+            SET "status" = %s, "annotation_id" = stored."id", "finished_at" = %s
+            FROM stored WHERE "crowd_assignment"."id" = %s
+        )
+        SELECT "id", "item_id", "project_id" FROM stored
+    """
+    params = (
+        assignment.pk,
+        worker.pk,
+        Assignment.Status.RESERVED,
+        worker.pk,
+        json.dumps(value),
+        duration_ms,
+        now,
+        Assignment.Status.SUBMITTED,
+        now,
+        assignment.pk,
+    )
+    row = _fetch_one_prepared(sql, params)
+    if row is None:
+        return None
+    annotation = Annotation(
+        id=row[0],
+        item_id=row[1],
+        project_id=row[2],
+        author=worker,
+        value=value,
+        duration_ms=duration_ms,
+        created_at=now,
+    )
+    annotation_announce(annotation=annotation)
     return annotation
 
 
