@@ -144,7 +144,7 @@ CELERY_BEAT_SCHEDULE = {
 # --- REST framework ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "core.api.authentication.CachedTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -171,6 +171,9 @@ SPECTACULAR_SETTINGS = {
         "MemberRoleEnum": "annotation.models.ProjectMember.Role",
     },
 }
+
+# How long each process trusts a token it has just looked up (0: look up every request).
+ASSAY_TOKEN_CACHE_SECONDS = env.int("ASSAY_TOKEN_CACHE_SECONDS", default=10)
 
 # --- Security ---------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

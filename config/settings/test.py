@@ -10,6 +10,7 @@ SECRET_KEY = "test-only-key"  # noqa: S105
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 CELERY_TASK_ALWAYS_EAGER = False
 ASSAY_SWEEP_INTERVAL_SECONDS = 0
+ASSAY_TOKEN_CACHE_SECONDS = 0
 MEDIA_ROOT = BASE_DIR / "var" / "test-media"
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"crowd": None, "auth": None}}
 STORAGES = {
