@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Count, F, Q, QuerySet, Sum
+from django.db.models import Count, F, IntegerField, OuterRef, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 
 from annotation.models import ImportJob, Item, Project, ProjectMember
 
@@ -20,10 +23,46 @@ def project_role(*, user: AbstractBaseUser | AnonymousUser, project: Project) ->
 
 
 def project_list_for_user(*, user: AbstractBaseUser) -> QuerySet[Project]:
-    """Projects the user may see in any role (staff see all)."""
+    """Projects the user may see in any role (staff see all).
+
+    No DISTINCT needed: a user holds at most one membership row per project.
+    """
     if user.is_staff:
         return Project.objects.all()
-    return Project.objects.filter(members__user=user).distinct()
+    return Project.objects.filter(members__user=user)
+
+
+def project_list_with_role(*, user: AbstractBaseUser) -> QuerySet[Project]:
+    """Projects the user may see, with `role`: theirs on it (None for staff who are not members)."""
+    role = ProjectMember.objects.filter(project=OuterRef("pk"), user_id=user.pk).values("role")
+    return project_list_for_user(user=user).annotate(role=Subquery(role[:1]))
+
+
+def project_list_with_progress(*, user: AbstractBaseUser) -> QuerySet[Project]:
+    """Projects the user may see, newest first, with `role`, `item_total` and `item_complete`.
+
+    The counts are of regular items (gold excluded); complete means it has all its annotations.
+    """
+    return (
+        project_list_with_role(user=user)
+        .annotate(
+            item_total=_item_count(is_gold=False),
+            item_complete=_item_count(is_gold=False, annotation_count__gte=F("target")),
+        )
+        .order_by("-created_at", "-id")
+    )
+
+
+def _item_count(**filters: Any) -> Coalesce:
+    """Per project row: how many of its items match `filters` (a subquery, 0 when none)."""
+    counts = (
+        Item.objects.filter(project=OuterRef("pk"), **filters)
+        .order_by()
+        .values("project")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Coalesce(Subquery(counts, output_field=IntegerField()), 0)
 
 
 def project_list_owned(*, user: AbstractBaseUser) -> QuerySet[Project]:
@@ -38,7 +77,7 @@ def project_list_reviewable(*, user: AbstractBaseUser) -> QuerySet[Project]:
     if user.is_staff:
         return Project.objects.all()
     roles = [ProjectMember.Role.OWNER, ProjectMember.Role.REVIEWER]
-    return Project.objects.filter(members__user=user, members__role__in=roles).distinct()
+    return Project.objects.filter(members__user=user, members__role__in=roles)
 
 
 def project_progress(*, project: Project) -> dict[str, int]:
@@ -65,4 +104,15 @@ def item_list_for_project(*, project: Project) -> QuerySet[Item]:
 
 
 def import_job_list(*, project: Project) -> QuerySet[ImportJob]:
+    """A project's imports, newest first; callers checked the actor may read them."""
     return project.imports.order_by("-id")
+
+
+def import_job_get_for_user(*, user: AbstractBaseUser, import_job_id: int) -> ImportJob:
+    """One import job of a project the user can see in any role (DoesNotExist otherwise).
+
+    Callers still check the role: only owners and reviewers may read an import.
+    """
+    return ImportJob.objects.select_related("project").get(
+        pk=import_job_id, project__in=project_list_for_user(user=user).values("pk")
+    )

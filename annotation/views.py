@@ -6,73 +6,28 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, F, IntegerField, OuterRef, QuerySet, Subquery
-from django.db.models.functions import Coalesce
+from django.core.exceptions import ValidationError
 from django.http import Http404, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
+from annotation.access import MANAGERS, OWNERS, project_access
 from annotation.forms import ImportForm, ProjectForm
-from annotation.imports import import_job_create, import_job_get_for_user
-from annotation.models import ImportJob, Item, Project, ProjectMember
+from annotation.imports import import_job_create
+from annotation.models import ImportJob, Project, ProjectMember
 from annotation.selectors import (
+    import_job_get_for_user,
     import_job_list,
-    project_list_for_user,
+    project_list_with_progress,
     project_progress,
-    project_role,
 )
 from annotation.services import project_create, project_update
 from core.http import HtmxHttpRequest
 
 Role = ProjectMember.Role
-MANAGERS = {Role.OWNER, Role.REVIEWER}
 RECENT_IMPORTS = 10
-
-
-def _item_count(**filters: Any) -> Coalesce:
-    counts = (
-        Item.objects.filter(project=OuterRef("pk"), **filters)
-        .order_by()
-        .values("project")
-        .annotate(n=Count("id"))
-        .values("n")
-    )
-    return Coalesce(Subquery(counts, output_field=IntegerField()), 0)
-
-
-def _projects_for_list(user: AbstractBaseUser) -> QuerySet[Project]:
-    # Belongs in annotation.selectors (project_list_for_user_with_progress); kept here because
-    # this change does not own that module.
-    role = ProjectMember.objects.filter(project=OuterRef("pk"), user_id=user.pk).values("role")
-    return (
-        project_list_for_user(user=user)
-        .annotate(
-            role=Subquery(role[:1]),
-            item_total=_item_count(is_gold=False),
-            item_complete=_item_count(is_gold=False, annotation_count__gte=F("target")),
-        )
-        .order_by("-created_at", "-id")
-    )
-
-
-def _project_and_role(request: HtmxHttpRequest, pk: int) -> tuple[Project, str | None]:
-    """A project the user can see (404 otherwise) and the user's role; staff act as owners."""
-    project = get_object_or_404(project_list_for_user(user=request.user), pk=pk)
-    role = project_role(user=request.user, project=project)
-    if role is None and request.user.is_staff:
-        role = Role.OWNER
-    return project, role
-
-
-def _owned(request: HtmxHttpRequest, pk: int) -> tuple[Project, str]:
-    project, role = _project_and_role(request, pk)
-    if role != Role.OWNER:
-        raise PermissionDenied("Only the project's owners may do this.")
-    return project, role
 
 
 def _detail_context(
@@ -97,7 +52,7 @@ def _detail_context(
 @require_GET
 def project_list(request: HtmxHttpRequest) -> HttpResponse:
     """Projects the user manages (with progress) and projects the user labels."""
-    projects = list(_projects_for_list(request.user))
+    projects = list(project_list_with_progress(user=request.user))
     managed = [
         p for p in projects if p.role in MANAGERS or (p.role is None and request.user.is_staff)
     ]
@@ -127,7 +82,7 @@ def project_create_view(request: HtmxHttpRequest) -> HttpResponse:
 @require_GET
 def project_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The project overview; htmx requests get only the progress stats (after an import)."""
-    project, role = _project_and_role(request, pk)
+    project, role = project_access(user=request.user, project_id=pk)
     context = _detail_context(project, role)
     if request.htmx:
         return render(request, "annotation/project_detail.html#project-stats", context)
@@ -138,7 +93,7 @@ def project_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def project_settings(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The owner edits the project's name, instructions, labels and crowd settings."""
-    project, role = _owned(request, pk)
+    project, role = project_access(user=request.user, project_id=pk, roles=OWNERS)
     data = request.POST if request.method == "POST" else None
     form = ProjectForm(data, initial=ProjectForm.initial_for(project))
     if request.method == "POST" and form.is_valid():
@@ -159,7 +114,7 @@ def project_settings(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def import_create(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Upload a file into the project (owners); htmx gets the refreshed import panel."""
-    project, role = _owned(request, pk)
+    project, role = project_access(user=request.user, project_id=pk, roles=OWNERS)
     form = ImportForm(request.POST, request.FILES)
     if form.is_valid():
         try:
@@ -191,9 +146,12 @@ def import_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         job = import_job_get_for_user(user=request.user, import_job_id=pk)
     except ImportJob.DoesNotExist:
         raise Http404("No such import.") from None
-    project, role = _project_and_role(request, job.project_id)
-    if role not in MANAGERS:
-        raise PermissionDenied("Only the project's owners and reviewers may see imports.")
+    project, role = project_access(
+        user=request.user,
+        project_id=job.project_id,
+        roles=MANAGERS,
+        denied="Only the project's owners and reviewers may see imports.",
+    )
     compact = request.GET.get("compact") == "1"  # the row on the overview, not the page
     context = {
         "job": job,

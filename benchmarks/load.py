@@ -220,7 +220,7 @@ def cpu_seconds(names: tuple[str, ...]) -> dict[str, float]:
     """CPU time (user + system) used so far by processes whose command line names them."""
     ticks = os.sysconf("SC_CLK_TCK")
     totals = dict.fromkeys(names, 0.0)
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    for pid in (entry.name for entry in Path("/proc").iterdir() if entry.name.isdigit()):
         try:
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()

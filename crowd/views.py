@@ -13,14 +13,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import Http404, HttpResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from annotation.access import OWNERS, project_access
 from annotation.models import Project
-from annotation.selectors import project_list_owned, project_role
 from core.exceptions import ApplicationError
 from core.http import HtmxHttpRequest
 from crowd.forms import LabelSkipForm, LabelSubmitForm, MemberAddForm
@@ -43,10 +43,9 @@ NOT_SAVED_INVALID = "Your last answer was not saved: it was not one of this proj
 
 
 def _labeling_project(request: HtmxHttpRequest, pk: int) -> tuple[Project, str]:
-    """The project and the user's role: 404 when they cannot see it, 403 when not a labeler."""
-    project = get_object_or_404(Project, pk=pk)
-    role = project_role(user=request.user, project=project)
-    if role is None:
+    """The project and the user's role: 404 when they hold none on it, 403 when not a labeler."""
+    project, role = project_access(user=request.user, project_id=pk)
+    if project.role is None:  # staff see every project but label only where they are members
         raise Http404("No such project.")
     if not worker_may_label(worker=request.user, project=project):  # type: ignore[arg-type]
         raise PermissionDenied("You do not label for this project.")
@@ -131,22 +130,16 @@ def label_skip(request: HtmxHttpRequest, pk: int, assignment_id: int) -> HttpRes
     return _refill(request, project, form, status=status, notice=notice)
 
 
-def _owned_project(request: HtmxHttpRequest, pk: int) -> tuple[Project, str]:
-    """The project for its owners; 404 when the user cannot see it, 403 for other roles."""
-    project = get_object_or_404(Project, pk=pk)
-    role = project_role(user=request.user, project=project)
-    if project_list_owned(user=request.user).filter(pk=pk).exists():  # type: ignore[arg-type]
-        return project, role or "owner"
-    if role is None:
-        raise Http404("No such project.")
-    raise PermissionDenied("Only the project's owners manage members.")
-
-
 @login_required
 @require_http_methods(["GET", "POST"])
 def project_members(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """List the project's members and add an existing user with a role (owners only)."""
-    project, role = _owned_project(request, pk)
+    project, role = project_access(
+        user=request.user,
+        project_id=pk,
+        roles=OWNERS,
+        denied="Only the project's owners manage members.",
+    )
     form = MemberAddForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data

@@ -8,7 +8,7 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -130,12 +130,4 @@ def release_download(request: HtmxHttpRequest, pk: int, fmt: str) -> HttpRespons
         return TemplateResponse(
             request, "quality/release_error.html", context, status=exc.status_code
         )
-    response = FileResponse(
-        download.file,
-        as_attachment=True,
-        filename=download.filename,
-        content_type=download.content_type,
-    )
-    response["ETag"] = f'"{download.sha256}"'
-    response["Cache-Control"] = "private, max-age=0"
-    return response
+    return download.response()

@@ -5,12 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Count, F, FloatField, QuerySet
 from django.db.models.functions import Cast
 
 from annotation.models import Project, ProjectMember
-from annotation.selectors import project_list_for_user, project_progress, project_role
+from annotation.selectors import project_progress
 from quality.metrics import agreement_reading_alpha, agreement_reading_kappa
 from quality.models import ItemScore, ProjectScore, WorkerScore
 
@@ -46,24 +45,6 @@ class QualitySummary:
     @property
     def label_counts(self) -> dict[str, int]:
         return {row.label: row.count for row in self.label_distribution}
-
-
-def quality_project_access(
-    *, user: AbstractBaseUser | AnonymousUser, project_id: int
-) -> tuple[Project | None, str | None]:
-    """The project if `user` may see it at all (else None), and the user's role on it.
-
-    Staff act as owners. Only owners and reviewers (QUALITY_ROLES) may read quality results.
-    """
-    if not user.is_authenticated:
-        return None, None
-    project = project_list_for_user(user=user).filter(pk=project_id).first()
-    if project is None:
-        return None, None
-    role = project_role(user=user, project=project)
-    if role is None and user.is_staff:
-        role = ProjectMember.Role.OWNER
-    return project, role
 
 
 def worker_score_list(*, project: Project) -> QuerySet[WorkerScore]:

@@ -3,25 +3,26 @@
 from __future__ import annotations
 
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET
 
+from annotation.access import project_access
 from core.http import HtmxHttpRequest
-from quality.selectors import QUALITY_ROLES, quality_project_access, quality_summary_get
+from quality.selectors import QUALITY_ROLES, quality_summary_get
 
 
 @login_required
 @require_GET
 def dashboard(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Quality of a project for owners and reviewers; htmx polls refresh the stats region."""
-    project, role = quality_project_access(user=request.user, project_id=pk)
-    if project is None:
-        raise Http404("No such project.")
-    if role not in QUALITY_ROLES:
-        raise PermissionDenied("Only the project's owners and reviewers see its quality.")
+    project, role = project_access(
+        user=request.user,
+        project_id=pk,
+        roles=QUALITY_ROLES,
+        denied="Only the project's owners and reviewers see its quality.",
+    )
     context = {"project": project, "role": role, "summary": quality_summary_get(project=project)}
     template = "quality/dashboard.html"
     if request.htmx:

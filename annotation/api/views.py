@@ -2,50 +2,30 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
-from django.db.models import OuterRef, QuerySet, Subquery
-from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.exceptions import NotFound
 from rest_framework.generics import GenericAPIView
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation.access import MANAGERS, OWNERS, project_access
 from annotation.api.serializers import (
     ImportJobOutputSerializer,
     ItemOutputSerializer,
     LabelSerializer,
     ProjectOutputSerializer,
 )
-from annotation.imports import import_job_create, import_job_get_for_user
+from annotation.imports import import_job_create
 from annotation.models import ImportJob, Project, ProjectMember
-from annotation.selectors import item_list_for_project, project_list_for_user, project_role
+from annotation.selectors import (
+    import_job_get_for_user,
+    item_list_for_project,
+    project_list_with_role,
+)
 from annotation.services import project_create, project_update
-
-MANAGERS = {ProjectMember.Role.OWNER, ProjectMember.Role.REVIEWER}
-
-
-def _projects_with_role(user: AbstractBaseUser) -> QuerySet[Project]:
-    role = ProjectMember.objects.filter(project=OuterRef("pk"), user_id=user.pk).values("role")
-    return project_list_for_user(user=user).annotate(role=Subquery(role[:1]))
-
-
-def _project_for(request: Request, project_id: int) -> Project:
-    """A project the caller can see in any role (404 otherwise), with `role` annotated."""
-    return get_object_or_404(_projects_with_role(request.user), pk=project_id)
-
-
-def _require_owner(request: Request, project: Project) -> None:
-    if not (request.user.is_staff or project.role == ProjectMember.Role.OWNER):
-        raise PermissionDenied("Only the project's owners may do this.")
-
-
-def _require_manager(request: Request, role: str | None) -> None:
-    if not (request.user.is_staff or role in MANAGERS):
-        raise PermissionDenied("Only the project's owners and reviewers may see this.")
 
 
 class ProjectInputSerializer(serializers.Serializer):
@@ -72,7 +52,8 @@ class ProjectListCreateApi(GenericAPIView):
         operation_id="projects_list", responses={200: ProjectOutputSerializer(many=True)}
     )
     def get(self, request: Request) -> Response:
-        page = self.paginate_queryset(_projects_with_role(request.user).order_by("-id"))
+        projects = project_list_with_role(user=request.user).order_by("-id")
+        page = self.paginate_queryset(projects)
         return self.get_paginated_response(ProjectOutputSerializer(page, many=True).data)
 
     @extend_schema(
@@ -94,13 +75,12 @@ class ProjectDetailApi(APIView):
 
     @extend_schema(responses={200: ProjectOutputSerializer})
     def get(self, request: Request, project_id: int) -> Response:
-        project = _project_for(request, project_id)
+        project, _role = project_access(user=request.user, project_id=project_id)
         return Response(ProjectOutputSerializer(project).data)
 
     @extend_schema(request=InputSerializer, responses={200: ProjectOutputSerializer})
     def patch(self, request: Request, project_id: int) -> Response:
-        project = _project_for(request, project_id)
-        _require_owner(request, project)
+        project, _role = project_access(user=request.user, project_id=project_id, roles=OWNERS)
         data = self.InputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         project = project_update(project=project, **data.validated_data)
@@ -125,8 +105,7 @@ class ImportCreateApi(APIView):
         responses={201: ImportJobOutputSerializer},
     )
     def post(self, request: Request, project_id: int) -> Response:
-        project = _project_for(request, project_id)
-        _require_owner(request, project)
+        project, _role = project_access(user=request.user, project_id=project_id, roles=OWNERS)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         job = import_job_create(
@@ -145,7 +124,7 @@ class ImportDetailApi(APIView):
             job = import_job_get_for_user(user=request.user, import_job_id=import_job_id)
         except ImportJob.DoesNotExist:
             raise NotFound() from None
-        _require_manager(request, project_role(user=request.user, project=job.project))
+        project_access(user=request.user, project_id=job.project_id, roles=MANAGERS)
         return Response(ImportJobOutputSerializer(job).data)
 
 
@@ -154,7 +133,6 @@ class ItemListApi(GenericAPIView):
 
     @extend_schema(responses={200: ItemOutputSerializer(many=True)})
     def get(self, request: Request, project_id: int) -> Response:
-        project = _project_for(request, project_id)
-        _require_manager(request, project.role)
+        project, _role = project_access(user=request.user, project_id=project_id, roles=MANAGERS)
         page = self.paginate_queryset(item_list_for_project(project=project))
         return self.get_paginated_response(ItemOutputSerializer(page, many=True).data)

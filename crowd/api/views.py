@@ -6,14 +6,13 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import PermissionDenied
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from annotation.models import Project, ProjectMember
-from annotation.selectors import project_list_for_user, project_role
+from annotation.access import OWNERS, project_access
+from annotation.models import Project
 from crowd.api.serializers import (
     AssignmentOutputSerializer,
     MemberInputSerializer,
@@ -39,7 +38,7 @@ NEXT_PARAMETER = OpenApiParameter(
 
 
 def _project_for(request: Request, project_id: int) -> Project:
-    return get_object_or_404(project_list_for_user(user=request.user), pk=project_id)
+    return project_access(user=request.user, project_id=project_id)[0]
 
 
 def _own_assignment(request: Request, assignment_id: int) -> Assignment:
@@ -116,12 +115,12 @@ class ProjectMemberListApi(APIView):
     """List a project's members, or give an existing user a role (owners only)."""
 
     def _owned_project(self, request: Request, project_id: int) -> Project:
-        project = _project_for(request, project_id)
-        if not request.user.is_staff and (
-            project_role(user=request.user, project=project) != ProjectMember.Role.OWNER
-        ):
-            raise PermissionDenied("Only the project's owners manage its members.")
-        return project
+        return project_access(
+            user=request.user,
+            project_id=project_id,
+            roles=OWNERS,
+            denied="Only the project's owners manage its members.",
+        )[0]
 
     @extend_schema(responses={200: MemberOutputSerializer(many=True)})
     def get(self, request: Request, project_id: int) -> Response:

@@ -86,12 +86,4 @@ class ReleaseDownloadApi(APIView):
         release = release_get_for_user(user=request.user, release_id=release_id)
         fmt = request.query_params.get("format", "")
         download = release_file_open(release=release, fmt=fmt)
-        response = FileResponse(
-            download.file,
-            as_attachment=True,
-            filename=download.filename,
-            content_type=download.content_type,
-        )
-        response["ETag"] = f'"{download.sha256}"'
-        response["Cache-Control"] = "private, max-age=0"
-        return response
+        return download.response()

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from django.core.exceptions import PermissionDenied
-from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation.access import project_access
 from quality.api.serializers import ProjectQualityOutputSerializer
-from quality.selectors import QUALITY_ROLES, quality_project_access, quality_summary_get
+from quality.selectors import QUALITY_ROLES, quality_summary_get
 
 
 class ProjectQualityApi(APIView):
@@ -28,10 +27,11 @@ class ProjectQualityApi(APIView):
         },
     )
     def get(self, request: Request, pk: int) -> Response:
-        project, role = quality_project_access(user=request.user, project_id=pk)
-        if project is None:
-            raise Http404("No such project.")
-        if role not in QUALITY_ROLES:
-            raise PermissionDenied("Only the project's owners and reviewers see its quality.")
+        project, _role = project_access(
+            user=request.user,
+            project_id=pk,
+            roles=QUALITY_ROLES,
+            denied="Only the project's owners and reviewers see its quality.",
+        )
         summary = quality_summary_get(project=project, lowest_items=0)
         return Response(self.OutputSerializer(summary).data)

@@ -7,8 +7,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 
-from annotation import imports
-from annotation.imports import content_hash, import_job_create, import_run
+from annotation.imports import content_hash, import_job_create, import_run, inserting, services
 from annotation.models import ImportJob, Item
 from annotation.tasks import import_run_task
 from tests.annotation.factories import ItemFactory
@@ -220,14 +219,14 @@ def test_import_keeps_the_first_100_errors_and_counts_the_rest(project, owner):
 
     job = run(project, owner, "many.jsonl", content)
 
-    assert len(job.errors) == imports.MAX_ERRORS + 1
+    assert len(job.errors) == services.MAX_ERRORS + 1
     assert job.errors[99] == {"line": 100, "field": "text", "message": job.errors[0]["message"]}
     assert job.errors[-1]["line"] is None
     assert "30 more errors" in job.errors[-1]["message"]
 
 
 def test_import_refuses_files_with_too_many_rows(project, owner, monkeypatch):
-    monkeypatch.setattr(imports, "MAX_ROWS", 3)
+    monkeypatch.setattr(services, "MAX_ROWS", 3)
 
     job = run(project, owner, "big.csv", "text\na\nb\nc\nd\ne\n")
 
@@ -311,8 +310,8 @@ def test_import_skips_duplicates_inside_the_file_and_against_the_project(project
 
 @pytest.mark.parametrize("preload_max", [0, 100], ids=["ask-database", "preloaded"])
 def test_import_duplicates_across_batches_are_found(project, owner, monkeypatch, preload_max):
-    monkeypatch.setattr(imports, "INSERT_BATCH", 2)
-    monkeypatch.setattr(imports, "PRELOAD_MAX", preload_max)
+    monkeypatch.setattr(inserting, "INSERT_BATCH", 2)
+    monkeypatch.setattr(inserting, "PRELOAD_MAX", preload_max)
     ItemFactory(project=project, data={"text": "e"}, content_hash=content_hash("e"))
     content = jsonl(*({"text": t} for t in ["a", "b", "c", "a", "e", "b", "f"]))
 
@@ -343,10 +342,12 @@ def test_import_a_bad_row_at_the_end_leaves_zero_items(project, owner):
 
 
 def test_import_failing_while_inserting_rolls_back_every_row(project, owner, monkeypatch):
-    monkeypatch.setattr(imports, "INSERT_BATCH", 10)
+    monkeypatch.setattr(inserting, "INSERT_BATCH", 10)
     calls = []
     writer = (
-        imports._copy_writer if connection.vendor == "postgresql" else imports._bulk_create_writer
+        inserting._copy_writer
+        if connection.vendor == "postgresql"
+        else inserting._bulk_create_writer
     )
 
     def fail_on_second_batch(project, rows):
@@ -355,8 +356,8 @@ def test_import_failing_while_inserting_rolls_back_every_row(project, owner, mon
             raise RuntimeError("disk full")
         writer(project, rows)
 
-    monkeypatch.setattr(imports, "_copy_writer", fail_on_second_batch)
-    monkeypatch.setattr(imports, "_bulk_create_writer", fail_on_second_batch)
+    monkeypatch.setattr(inserting, "_copy_writer", fail_on_second_batch)
+    monkeypatch.setattr(inserting, "_bulk_create_writer", fail_on_second_batch)
     content = jsonl(*({"text": f"t{n}"} for n in range(25)))
     job = import_job_create(project=project, user=owner, uploaded_file=upload("a.jsonl", content))
 
@@ -374,16 +375,16 @@ def test_import_failing_while_inserting_rolls_back_every_row(project, owner, mon
 
 
 def test_import_reports_progress_while_validating(project, owner, monkeypatch):
-    monkeypatch.setattr(imports, "PROGRESS_EVERY", 3)
-    monkeypatch.setattr(imports, "PROGRESS_SECONDS", 0)
+    monkeypatch.setattr(services, "PROGRESS_EVERY", 3)
+    monkeypatch.setattr(services, "PROGRESS_SECONDS", 0)
     seen = []
-    original = imports._progress
+    original = services._progress
 
     def spy(job, **counts):
         original(job, **counts)
         seen.append(ImportJob.objects.values_list("processed_rows", "total_rows").get(pk=job.pk))
 
-    monkeypatch.setattr(imports, "_progress", spy)
+    monkeypatch.setattr(services, "_progress", spy)
     content = jsonl(*({"text": f"t{n}"} for n in range(7))) + "\n\n"
 
     run(project, owner, "p.jsonl", content)

@@ -24,6 +24,7 @@ from quality.release_tasks import release_build_task
 from quality.releases import (
     ReleaseIntegrityError,
     annotator_pseudonym,
+    building,
     release_build,
     release_create,
     release_file_open,
@@ -313,7 +314,7 @@ def test_release_build_of_a_ready_release_changes_nothing(project, owner, voted)
     release = release_build(release=make_release(project, owner))
     built_at, files = release.built_at, list(release.files.values_list("id", "sha256"))
 
-    with mock.patch.object(releases, "_build_into") as build:
+    with mock.patch.object(building, "_build_into") as build:
         again = release_build(release=release)
 
     build.assert_not_called()
@@ -324,7 +325,7 @@ def test_release_build_of_a_ready_release_changes_nothing(project, owner, voted)
 def test_release_build_failure_marks_failed_and_exposes_no_files(project, owner, voted):
     release = make_release(project, owner)
 
-    with mock.patch.object(releases, "_agreement", side_effect=RuntimeError("boom")):
+    with mock.patch.object(building, "_agreement", side_effect=RuntimeError("boom")):
         failed = release_build(release=release)
 
     assert failed.status == Release.Status.FAILED
@@ -366,7 +367,7 @@ def test_release_retry_rebuilds_a_failed_release(
 
 
 def test_release_build_records_progress_in_small_updates(project, owner, annotators, monkeypatch):
-    monkeypatch.setattr(releases, "CHUNK_SIZE", 10)
+    monkeypatch.setattr(building, "CHUNK_SIZE", 10)
     for item in ItemFactory.create_batch(35, project=project):
         vote(item, annotators[0], "positive")
     release = make_release(project, owner)
@@ -500,7 +501,7 @@ def _peak_build_memory(release):
 
 
 def test_release_build_memory_does_not_grow_with_items(owner, annotators, monkeypatch):
-    monkeypatch.setattr(releases, "CHUNK_SIZE", 50)
+    monkeypatch.setattr(building, "CHUNK_SIZE", 50)
     padding = "x" * 2000
     releases_by_size = {}
     for n in (200, 2000):

@@ -1,21 +1,9 @@
-"""Versioned dataset releases: services and selectors.
+"""Building a dataset release: stream its items, write the data files, hash them, and publish.
 
-A release freezes what it contains when it is created (item and annotation id cutoffs plus a
-snapshot of the project's settings) and is built later, by a task, into three files kept in
-Django's default storage under releases/<project_id>/v<version>/:
-
-- data.jsonl: one JSON object per released item (sorted keys, compact separators);
-- data.csv: the same rows flattened (item data as JSON in the `data` column);
-- manifest.json: what the release is, its counts, agreement, and the files' sha256 and size.
-
-Released items are those with id <= item_cutoff_id that have at least one annotation with
-id <= annotation_cutoff_id. Gold items are included (they are part of the owner's dataset) and
-flagged with `is_gold`; their gold answers are not exported. Only owners and reviewers can
-read a release. With `include_raw`, each item also lists its annotations with a pseudonymous
-annotator id that is stable within the project and never a username or email.
-
-The files contain nothing that depends on when they were built, so building the same release
-twice gives byte-identical files; a ready release is never rebuilt.
+The build runs in a task, in autocommit, reading items and annotations through two
+server-side cursors and writing data.jsonl and data.csv to a temporary directory while
+hashing them; manifest.json describes the result. Files are copied to storage and the
+release marked ready in one final transaction, under the release's row lock.
 """
 
 from __future__ import annotations
@@ -31,179 +19,28 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.core.exceptions import PermissionDenied
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Exists, Max, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, QuerySet
 from django.db.models.fields.json import KT
-from django.http import Http404
 from django.utils import timezone
-from django.utils.text import slugify
 
-from annotation.models import Annotation, Item, Project
-from annotation.selectors import project_list_for_user, project_list_owned, project_list_reviewable
-from core.exceptions import ApplicationError, ConflictError
+from annotation.models import Annotation, Item
+from core.exceptions import ApplicationError
 from quality.metrics import fleiss_kappa, krippendorff_alpha_nominal, vote_shares
 from quality.models import Release, ReleaseFile
-from quality.release_tasks import release_build_task
 
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 2000  # rows fetched per round trip, and items between progress updates
 CONSENSUS_METHOD = "majority vote, ties by label order"
-SNAPSHOT_FIELDS = ("name", "instructions", "task_type", "labels", "overlap", "gold_ratio")
-SNAPSHOT_FIELDS += ("reservation_timeout_seconds",)
 DATA_FILES = {"jsonl": "data.jsonl", "csv": "data.csv"}
 MANIFEST_FILE = "manifest.json"
-CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
-
-
-class ReleaseIntegrityError(ApplicationError):
-    """A stored release file is missing or does not match the checksum in its manifest."""
-
-    status_code = 500
-    code = "checksum_mismatch"
-
-
-# --- Selectors ----------------------------------------------------------------------------------
-
-
-def project_get_for_releases(
-    *, user: AbstractBaseUser | AnonymousUser, project_id: int, manage: bool = False
-) -> Project:
-    """The project if the user may read its releases (or, with `manage`, create them).
-
-    Raises Http404 when the user cannot see the project at all, PermissionDenied when they
-    can see it but not its releases (annotators) or may not create one (reviewers).
-    """
-    if not user.is_authenticated:
-        raise Http404
-    project = project_list_for_user(user=user).filter(pk=project_id).first()
-    if project is None:
-        raise Http404
-    allowed = project_list_owned(user=user) if manage else project_list_reviewable(user=user)
-    if not allowed.filter(pk=project.pk).exists():
-        raise PermissionDenied
-    return project
-
-
-def release_list_for_project(*, project: Project) -> QuerySet[Release]:
-    """A project's releases, newest version first; callers checked the actor may read them."""
-    return Release.objects.filter(project=project).select_related("created_by").order_by("-version")
-
-
-def release_get_for_user(*, user: AbstractBaseUser | AnonymousUser, release_id: int) -> Release:
-    """One release with its project and files; 404 if the project is hidden, 403 for annotators."""
-    if not user.is_authenticated:
-        raise Http404
-    release = (
-        Release.objects.select_related("project", "created_by")
-        .prefetch_related("files")
-        .filter(pk=release_id, project__in=project_list_for_user(user=user))
-        .first()
-    )
-    if release is None:
-        raise Http404
-    if not project_list_reviewable(user=user).filter(pk=release.project_id).exists():
-        raise PermissionDenied
-    return release
-
-
-def release_may_manage(*, user: AbstractBaseUser | AnonymousUser, project: Project) -> bool:
-    """True when the user may create releases of the project (owners and staff)."""
-    return user.is_authenticated and project_list_owned(user=user).filter(pk=project.pk).exists()
-
-
-def annotator_pseudonym(*, project_id: int, user_id: int) -> str:
-    """A stable per-project pseudonym for an annotator: 'w' + 10 hex digits of an HMAC."""
-    message = f"release-annotator:{project_id}:{user_id}".encode()
-    digest = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
-    return "w" + digest[:10]
-
-
-def release_download_name(*, release: Release, fmt: str) -> str:
-    """The attachment filename of a release file, e.g. 'reviews-v1.jsonl'."""
-    slug = slugify(release.project.name) or f"project-{release.project_id}"
-    return f"{slug}-v{release.version}.{fmt}"
-
-
-def release_label_rows(*, release: Release) -> list[dict[str, Any]]:
-    """Per label of a built release: consensus items, annotations, and share of items."""
-    if not release.manifest:
-        return []
-    distribution = release.manifest["label_distribution"]
-    items = release.manifest["counts"]["items"]
-    labels = [label["value"] for label in release.manifest["config"]["labels"]]  # jsonb: keep order
-    return [
-        {
-            "label": label,
-            "items": distribution["consensus"].get(label, 0),
-            "annotations": distribution["annotations"].get(label, 0),
-            "share": distribution["consensus"].get(label, 0) / items if items else 0.0,
-        }
-        for label in labels
-    ]
-
-
-# --- Services -----------------------------------------------------------------------------------
-
-
-@transaction.atomic
-def release_create(
-    *,
-    project: Project,
-    user: AbstractBaseUser,
-    name: str = "",
-    notes: str = "",
-    include_raw: bool = False,
-) -> Release:
-    """Freeze the project's current items, annotations and settings as the next version.
-
-    Locks the project row so concurrent calls get consecutive versions (the unique constraint
-    on (project, version) backs this up). Enqueues the build on commit.
-    """
-    if not release_may_manage(user=user, project=project):
-        raise PermissionDenied("Only the project's owners can create releases.")
-    locked = Project.objects.select_for_update().get(pk=project.pk)
-    last = Release.objects.filter(project=locked).aggregate(v=Max("version"))["v"] or 0
-    item_cutoff = Item.objects.filter(project=locked).aggregate(m=Max("id"))["m"] or 0
-    annotation_cutoff = Annotation.objects.filter(project=locked).aggregate(m=Max("id"))["m"] or 0
-    release = Release(
-        project=locked,
-        version=last + 1,
-        name=name.strip(),
-        notes=notes.strip(),
-        include_raw=include_raw,
-        item_cutoff_id=item_cutoff,
-        annotation_cutoff_id=annotation_cutoff,
-        config_snapshot={key: getattr(locked, key) for key in SNAPSHOT_FIELDS},
-        created_by=user,
-    )
-    release.full_clean(exclude=["project", "created_by"])
-    release.save()
-    release_build_task.delay_on_commit(release.pk)
-    return release
-
-
-@transaction.atomic
-def release_retry(*, release: Release, user: AbstractBaseUser) -> Release:
-    """Enqueue a new build of a failed release (owners only); 409 in any other state."""
-    if not release_may_manage(user=user, project=release.project):
-        raise PermissionDenied("Only the project's owners can rebuild releases.")
-    reset = Release.objects.filter(pk=release.pk, status=Release.Status.FAILED).update(
-        status=Release.Status.PENDING, progress=0.0, error=""
-    )
-    if not reset:
-        raise ConflictError("Only a failed release can be built again.", code="not_failed")
-    release_build_task.delay_on_commit(release.pk)
-    release.refresh_from_db()
-    return release
 
 
 def release_build(*, release: Release) -> Release:
@@ -231,61 +68,11 @@ def release_build(*, release: Release) -> Release:
     return release
 
 
-@dataclass
-class ReleaseDownload:
-    """An opened, checksum-verified release file and how to serve it."""
-
-    file: IO[bytes]
-    filename: str
-    content_type: str
-    sha256: str
-    size: int
-
-
-def release_file_open(*, release: Release, fmt: str) -> ReleaseDownload:
-    """Open a ready release's file after checking its sha256 against the manifest."""
-    if fmt not in DATA_FILES:
-        allowed = ", ".join(DATA_FILES)
-        raise ApplicationError(
-            f"Unknown format {fmt!r}; use one of: {allowed}.",
-            code="unknown_format",
-            fields={"format": [f"Use one of: {allowed}."]},
-        )
-    if release.status != Release.Status.READY:
-        raise ConflictError(f"Release {release.tag} is not ready yet.", code="not_ready")
-    listed = {entry["format"]: entry for entry in (release.manifest or {}).get("files", [])}
-    record = next((f for f in release.files.all() if f.format == fmt), None)
-    if fmt not in listed or record is None:
-        raise ReleaseIntegrityError(f"Release {release.tag} has no {fmt} file.", code="missing")
-    expected = listed[fmt]["sha256"]
-    try:
-        handle = default_storage.open(record.path, "rb")
-    except FileNotFoundError:
-        raise ReleaseIntegrityError(
-            f"The {fmt} file of release {release.tag} is missing from storage.", code="missing"
-        ) from None
-    digest, size = hashlib.sha256(), 0
-    for chunk in iter(lambda: handle.read(1 << 20), b""):
-        digest.update(chunk)
-        size += len(chunk)
-    if digest.hexdigest() != expected or record.sha256 != expected:
-        handle.close()
-        logger.error("Checksum mismatch on %s (release %s)", record.path, release.pk)
-        raise ReleaseIntegrityError(
-            f"The stored {fmt} file of release {release.tag} does not match its checksum; "
-            "it was not served."
-        )
-    handle.seek(0)
-    return ReleaseDownload(
-        file=handle,
-        filename=release_download_name(release=release, fmt=fmt),
-        content_type=CONTENT_TYPES[fmt],
-        sha256=expected,
-        size=size,
-    )
-
-
-# --- Building -----------------------------------------------------------------------------------
+def annotator_pseudonym(*, project_id: int, user_id: int) -> str:
+    """A stable per-project pseudonym for an annotator: 'w' + 10 hex digits of an HMAC."""
+    message = f"release-annotator:{project_id}:{user_id}".encode()
+    digest = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+    return "w" + digest[:10]
 
 
 def _dumps(value: Any) -> str:

@@ -1,0 +1,162 @@
+"""Writing and serving dataset releases: create the next version, retry a failed build, and
+open a ready file for download after checking it against its manifest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import IO
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import PermissionDenied
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import Max
+from django.http import FileResponse
+from django.utils.text import slugify
+
+from annotation.models import Annotation, Item, Project
+from core.exceptions import ApplicationError, ConflictError
+from quality.models import Release
+from quality.release_tasks import release_build_task
+from quality.releases.building import DATA_FILES
+from quality.releases.selectors import release_may_manage
+
+logger = logging.getLogger(__name__)
+
+SNAPSHOT_FIELDS = ("name", "instructions", "task_type", "labels", "overlap", "gold_ratio")
+SNAPSHOT_FIELDS += ("reservation_timeout_seconds",)
+CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
+
+
+class ReleaseIntegrityError(ApplicationError):
+    """A stored release file is missing or does not match the checksum in its manifest."""
+
+    status_code = 500
+    code = "checksum_mismatch"
+
+
+@transaction.atomic
+def release_create(
+    *,
+    project: Project,
+    user: AbstractBaseUser,
+    name: str = "",
+    notes: str = "",
+    include_raw: bool = False,
+) -> Release:
+    """Freeze the project's current items, annotations and settings as the next version.
+
+    Locks the project row so concurrent calls get consecutive versions (the unique constraint
+    on (project, version) backs this up). Enqueues the build on commit.
+    """
+    if not release_may_manage(user=user, project=project):
+        raise PermissionDenied("Only the project's owners can create releases.")
+    locked = Project.objects.select_for_update().get(pk=project.pk)
+    last = Release.objects.filter(project=locked).aggregate(v=Max("version"))["v"] or 0
+    item_cutoff = Item.objects.filter(project=locked).aggregate(m=Max("id"))["m"] or 0
+    annotation_cutoff = Annotation.objects.filter(project=locked).aggregate(m=Max("id"))["m"] or 0
+    release = Release(
+        project=locked,
+        version=last + 1,
+        name=name.strip(),
+        notes=notes.strip(),
+        include_raw=include_raw,
+        item_cutoff_id=item_cutoff,
+        annotation_cutoff_id=annotation_cutoff,
+        config_snapshot={key: getattr(locked, key) for key in SNAPSHOT_FIELDS},
+        created_by=user,
+    )
+    release.full_clean(exclude=["project", "created_by"])
+    release.save()
+    release_build_task.delay_on_commit(release.pk)
+    return release
+
+
+@transaction.atomic
+def release_retry(*, release: Release, user: AbstractBaseUser) -> Release:
+    """Enqueue a new build of a failed release (owners only); 409 in any other state."""
+    if not release_may_manage(user=user, project=release.project):
+        raise PermissionDenied("Only the project's owners can rebuild releases.")
+    reset = Release.objects.filter(pk=release.pk, status=Release.Status.FAILED).update(
+        status=Release.Status.PENDING, progress=0.0, error=""
+    )
+    if not reset:
+        raise ConflictError("Only a failed release can be built again.", code="not_failed")
+    release_build_task.delay_on_commit(release.pk)
+    release.refresh_from_db()
+    return release
+
+
+def release_download_name(*, release: Release, fmt: str) -> str:
+    """The attachment filename of a release file, e.g. 'reviews-v1.jsonl'."""
+    slug = slugify(release.project.name) or f"project-{release.project_id}"
+    return f"{slug}-v{release.version}.{fmt}"
+
+
+@dataclass
+class ReleaseDownload:
+    """An opened, checksum-verified release file and how to serve it."""
+
+    file: IO[bytes]
+    filename: str
+    content_type: str
+    sha256: str
+    size: int
+
+    def response(self) -> FileResponse:
+        """The file as a private attachment whose ETag is its checksum (pages and the API)."""
+        response = FileResponse(
+            self.file,
+            as_attachment=True,
+            filename=self.filename,
+            content_type=self.content_type,
+        )
+        response["ETag"] = f'"{self.sha256}"'
+        response["Cache-Control"] = "private, max-age=0"
+        return response
+
+
+def release_file_open(*, release: Release, fmt: str) -> ReleaseDownload:
+    """Open a ready release's file after checking its sha256 against the manifest."""
+    if fmt not in DATA_FILES:
+        allowed = ", ".join(DATA_FILES)
+        raise ApplicationError(
+            f"Unknown format {fmt!r}; use one of: {allowed}.",
+            code="unknown_format",
+            fields={"format": [f"Use one of: {allowed}."]},
+        )
+    if release.status != Release.Status.READY:
+        raise ConflictError(f"Release {release.tag} is not ready yet.", code="not_ready")
+    listed = {entry["format"]: entry for entry in (release.manifest or {}).get("files", [])}
+    record = next((f for f in release.files.all() if f.format == fmt), None)
+    if fmt not in listed or record is None:
+        raise ReleaseIntegrityError(f"Release {release.tag} has no {fmt} file.", code="missing")
+    expected = listed[fmt]["sha256"]
+    try:
+        handle = default_storage.open(record.path, "rb")
+    except FileNotFoundError:
+        raise ReleaseIntegrityError(
+            f"The {fmt} file of release {release.tag} is missing from storage.", code="missing"
+        ) from None
+    digest, size = hashlib.sha256(), 0
+    for chunk in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(chunk)
+        size += len(chunk)
+    if digest.hexdigest() != expected or record.sha256 != expected:
+        handle.close()
+        logger.error("Checksum mismatch on %s (release %s)", record.path, release.pk)
+        raise ReleaseIntegrityError(
+            f"The stored {fmt} file of release {release.tag} does not match its checksum; "
+            "it was not served."
+        )
+    handle.seek(0)
+    return ReleaseDownload(
+        file=handle,
+        filename=release_download_name(release=release, fmt=fmt),
+        content_type=CONTENT_TYPES[fmt],
+        sha256=expected,
+        size=size,
+    )
