@@ -8,11 +8,11 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from annotation.access import OWNERS, project_access
 from annotation.models import Project
+from core.api.throttling import FixedWindowThrottle
 from crowd.api.serializers import (
     AssignmentOutputSerializer,
     MemberInputSerializer,
@@ -52,7 +52,7 @@ def _wants_next(request: Request) -> bool:
 
 
 class CrowdApi(APIView):
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [FixedWindowThrottle]
     throttle_scope = "crowd"
 
 

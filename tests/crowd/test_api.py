@@ -183,3 +183,20 @@ def test_users_are_created_by_staff_only(owner):
     assert by_staff.json()["username"] == "w9"
     assert again.status_code == 400
     assert "username" in again.json()["fields"]
+
+
+def test_crowd_endpoints_are_throttled_per_worker(project, worker, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"crowd": "3/min", "auth": None},
+    }
+    client = client_for(worker)
+    other = client_for(make_annotator(project, "other"))
+
+    codes = [client.post(f"/api/v1/projects/{project.pk}/next/").status_code for _ in range(4)]
+
+    assert codes == [204, 204, 204, 429]
+    assert other.post(f"/api/v1/projects/{project.pk}/next/").status_code == 204
