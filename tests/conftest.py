@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from rest_framework.test import APIClient
 
+from annotation.models import ProjectMember
+from annotation.services import project_member_set
 from tests.annotation.factories import ItemFactory, ProjectFactory, UserFactory
 from tests.crowd.factories import make_annotator
 
@@ -80,3 +83,37 @@ def worker(project):
 @pytest.fixture
 def gold_item(project):
     return ItemFactory(project=project, gold={"label": "positive"})
+
+
+@pytest.fixture
+def reviewer(project):
+    """A user who reviews `project` (sees it, does not own it, does not label)."""
+    user = UserFactory(username="reviewer")
+    project_member_set(project=project, user=user, role=ProjectMember.Role.REVIEWER)
+    return user
+
+
+@pytest.fixture
+def outsider(db):
+    """A signed-up user with no role in any project."""
+    return UserFactory(username="outsider")
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    """Uploads and release files go to a directory of this test's own."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def client_for():
+    """Build an API client authenticated as the given user (anonymous for None)."""
+
+    def build(user) -> APIClient:
+        client = APIClient()
+        if user is not None:
+            client.force_authenticate(user)
+        return client
+
+    return build

@@ -237,7 +237,8 @@ def _write_batch(
         totals.workers.update(author for author, _label in votes)
         totals.consensus[label] += 1
         totals.votes.update(vote for _author, vote in votes)
-        totals.patterns[tuple(int(n) for n in counts[row])] += 1
+        if not is_gold:  # agreement covers regular items, as on the quality dashboard
+            totals.patterns[tuple(int(n) for n in counts[row])] += 1
 
 
 def _text(data: Any) -> str:

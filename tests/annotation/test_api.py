@@ -6,11 +6,10 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from annotation.models import ImportJob, Item, Project, ProjectMember
-from annotation.services import project_member_set
-from tests.annotation.factories import ItemFactory, ProjectFactory, UserFactory
+from annotation.models import ImportJob, Item, Project
+from tests.annotation.factories import ItemFactory, ProjectFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
 NEW_PROJECT = {
     "name": "Toxicity",
@@ -22,29 +21,6 @@ NEW_PROJECT = {
 }
 
 
-@pytest.fixture(autouse=True)
-def media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
-@pytest.fixture
-def reviewer(project):
-    user = UserFactory(username="reviewer")
-    project_member_set(project=project, user=user, role=ProjectMember.Role.REVIEWER)
-    return user
-
-
-@pytest.fixture
-def outsider(db):
-    return UserFactory(username="outsider")
-
-
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
 def jsonl_file(name: str, rows: list[dict]) -> SimpleUploadedFile:
     return SimpleUploadedFile(name, "".join(json.dumps(r) + "\n" for r in rows).encode())
 
@@ -52,7 +28,7 @@ def jsonl_file(name: str, rows: list[dict]) -> SimpleUploadedFile:
 # --- Projects ---------------------------------------------------------------------------------
 
 
-def test_project_create_makes_the_caller_owner(outsider):
+def test_project_create_makes_the_caller_owner(outsider, client_for):
     response = client_for(outsider).post("/api/v1/projects/", NEW_PROJECT, format="json")
 
     assert response.status_code == 201, response.json()
@@ -69,7 +45,7 @@ def test_project_create_makes_the_caller_owner(outsider):
     assert project.members.get().user == outsider
 
 
-def test_project_create_reports_invalid_fields(outsider):
+def test_project_create_reports_invalid_fields(outsider, client_for):
     body = {**NEW_PROJECT, "labels": [{"value": "a", "hotkey": "1"}, {"value": "a"}]}
 
     response = client_for(outsider).post("/api/v1/projects/", body, format="json")
@@ -87,7 +63,7 @@ def test_project_create_requires_authentication():
     assert not Project.objects.exists()
 
 
-def test_project_list_shows_projects_in_any_role_with_the_role(project, owner, worker):
+def test_project_list_shows_projects_in_any_role_with_the_role(project, owner, worker, client_for):
     ProjectFactory(name="Not mine")
     own = ProjectFactory(created_by=worker, name="Worker's own")
 
@@ -98,7 +74,9 @@ def test_project_list_shows_projects_in_any_role_with_the_role(project, owner, w
     assert roles == {"Reviews": "annotator", own.name: "owner"}
 
 
-def test_project_list_query_count_does_not_grow_with_projects(owner, django_assert_max_num_queries):
+def test_project_list_query_count_does_not_grow_with_projects(
+    owner, django_assert_max_num_queries, client_for
+):
     for n in range(8):
         ProjectFactory(created_by=owner, name=f"P{n}")
     client = client_for(owner)
@@ -109,12 +87,12 @@ def test_project_list_query_count_does_not_grow_with_projects(owner, django_asse
     assert response.json()["count"] == 8
 
 
-def test_project_detail_visible_to_members_404_for_others(project, worker, outsider):
+def test_project_detail_visible_to_members_404_for_others(project, worker, outsider, client_for):
     assert client_for(worker).get(f"/api/v1/projects/{project.pk}/").json()["role"] == "annotator"
     assert client_for(outsider).get(f"/api/v1/projects/{project.pk}/").status_code == 404
 
 
-def test_project_patch_by_owner_updates_and_retargets_items(project, owner, item):
+def test_project_patch_by_owner_updates_and_retargets_items(project, owner, item, client_for):
     response = client_for(owner).patch(
         f"/api/v1/projects/{project.pk}/", {"overlap": 5, "name": "Renamed"}, format="json"
     )
@@ -126,7 +104,9 @@ def test_project_patch_by_owner_updates_and_retargets_items(project, owner, item
 
 
 @pytest.mark.parametrize(("who", "status"), [("worker", 403), ("reviewer", 403), ("outsider", 404)])
-def test_project_patch_refused_for_non_owners(project, worker, reviewer, outsider, who, status):
+def test_project_patch_refused_for_non_owners(
+    project, worker, reviewer, outsider, who, status, client_for
+):
     user = {"worker": worker, "reviewer": reviewer, "outsider": outsider}[who]
 
     response = client_for(user).patch(
@@ -138,7 +118,7 @@ def test_project_patch_refused_for_non_owners(project, worker, reviewer, outside
     assert project.name == "Reviews"
 
 
-def test_project_patch_invalid_value_is_400_with_field(project, owner):
+def test_project_patch_invalid_value_is_400_with_field(project, owner, client_for):
     response = client_for(owner).patch(
         f"/api/v1/projects/{project.pk}/", {"gold_ratio": 0.9}, format="json"
     )
@@ -149,7 +129,7 @@ def test_project_patch_invalid_value_is_400_with_field(project, owner):
     assert project.gold_ratio == 0.0
 
 
-def test_worker_of_project_a_gets_404_on_project_b(project, worker, owner):
+def test_worker_of_project_a_gets_404_on_project_b(project, worker, owner, client_for):
     other = ProjectFactory(created_by=owner, name="B")
     job = ImportJob.objects.create(
         project=other, created_by=owner, file="imports/x.csv", original_name="x.csv", format="csv"
@@ -167,7 +147,7 @@ def test_worker_of_project_a_gets_404_on_project_b(project, worker, owner):
 
 
 def test_import_through_the_api_runs_and_reports_progress(
-    project, owner, celery_eager, django_capture_on_commit_callbacks
+    project, owner, celery_eager, django_capture_on_commit_callbacks, client_for
 ):
     upload = jsonl_file(
         "data.jsonl", [{"text": "a"}, {"text": "b", "gold": "positive"}, {"text": "a"}]
@@ -191,7 +171,7 @@ def test_import_through_the_api_runs_and_reports_progress(
 
 
 def test_import_failure_lists_line_and_field(
-    project, owner, celery_eager, django_capture_on_commit_callbacks
+    project, owner, celery_eager, django_capture_on_commit_callbacks, client_for
 ):
     upload = SimpleUploadedFile("bad.csv", b"text,gold\nok,positive\nbad,maybe\n")
     client = client_for(owner)
@@ -205,7 +185,7 @@ def test_import_failure_lists_line_and_field(
     assert Item.objects.filter(project=project).count() == 0
 
 
-def test_import_create_refuses_a_bad_extension_at_once(project, owner):
+def test_import_create_refuses_a_bad_extension_at_once(project, owner, client_for):
     upload = SimpleUploadedFile("data.xlsx", b"PK\x03\x04")
 
     response = client_for(owner).post(f"/api/v1/projects/{project.pk}/imports/", {"file": upload})
@@ -216,7 +196,7 @@ def test_import_create_refuses_a_bad_extension_at_once(project, owner):
 
 
 @pytest.mark.parametrize("who", ["worker", "reviewer"])
-def test_import_create_is_for_owners_only(project, worker, reviewer, who):
+def test_import_create_is_for_owners_only(project, worker, reviewer, who, client_for):
     user = worker if who == "worker" else reviewer
     upload = jsonl_file("a.jsonl", [{"text": "x"}])
 
@@ -226,7 +206,7 @@ def test_import_create_is_for_owners_only(project, worker, reviewer, who):
     assert not ImportJob.objects.exists()
 
 
-def test_import_detail_for_owner_and_reviewer_only(project, owner, reviewer, worker):
+def test_import_detail_for_owner_and_reviewer_only(project, owner, reviewer, worker, client_for):
     job = ImportJob.objects.create(
         project=project, created_by=owner, file="imports/x.csv", original_name="x.csv", format="csv"
     )
@@ -238,7 +218,7 @@ def test_import_detail_for_owner_and_reviewer_only(project, owner, reviewer, wor
 # --- Items ------------------------------------------------------------------------------------
 
 
-def test_item_list_shows_gold_and_state_to_owners(project, owner, item, gold_item):
+def test_item_list_shows_gold_and_state_to_owners(project, owner, item, gold_item, client_for):
     body = client_for(owner).get(f"/api/v1/projects/{project.pk}/items/").json()
 
     assert body["count"] == 2
@@ -255,7 +235,7 @@ def test_item_list_shows_gold_and_state_to_owners(project, owner, item, gold_ite
     assert (second["gold"], second["is_gold"]) == ({"label": "positive"}, True)
 
 
-def test_item_list_is_paginated(project, owner):
+def test_item_list_is_paginated(project, owner, client_for):
     ItemFactory.create_batch(55, project=project)
 
     first = client_for(owner).get(f"/api/v1/projects/{project.pk}/items/").json()
@@ -266,12 +246,14 @@ def test_item_list_is_paginated(project, owner):
     assert second["next"] is None
 
 
-def test_item_list_refused_to_annotators_and_404_for_outsiders(project, worker, outsider, item):
+def test_item_list_refused_to_annotators_and_404_for_outsiders(
+    project, worker, outsider, item, client_for
+):
     assert client_for(worker).get(f"/api/v1/projects/{project.pk}/items/").status_code == 403
     assert client_for(outsider).get(f"/api/v1/projects/{project.pk}/items/").status_code == 404
 
 
-def test_item_list_open_to_reviewers(project, reviewer, gold_item):
+def test_item_list_open_to_reviewers(project, reviewer, gold_item, client_for):
     response = client_for(reviewer).get(f"/api/v1/projects/{project.pk}/items/")
 
     assert response.status_code == 200
@@ -279,7 +261,7 @@ def test_item_list_open_to_reviewers(project, reviewer, gold_item):
 
 
 def test_item_list_query_count_does_not_grow_with_items(
-    project, owner, django_assert_max_num_queries
+    project, owner, django_assert_max_num_queries, client_for
 ):
     ItemFactory.create_batch(30, project=project)
     client = client_for(owner)

@@ -12,12 +12,7 @@ from annotation.models import ImportJob, Item
 from annotation.tasks import import_run_task
 from tests.annotation.factories import ItemFactory
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
 
 def upload(name: str, content: bytes | str) -> SimpleUploadedFile:

@@ -6,30 +6,12 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from annotation.models import ImportJob, Item, Project, ProjectMember
-from annotation.services import project_member_set
-from tests.annotation.factories import AnnotationFactory, ItemFactory, ProjectFactory, UserFactory
+from annotation.models import ImportJob, Item, Project
+from tests.annotation.factories import AnnotationFactory, ItemFactory, ProjectFactory
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture(autouse=True)
-def media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
-@pytest.fixture
-def reviewer(project):
-    user = UserFactory(username="reviewer")
-    project_member_set(project=project, user=user, role=ProjectMember.Role.REVIEWER)
-    return user
-
-
-@pytest.fixture
-def outsider(db):
-    return UserFactory(username="outsider")
 
 
 @pytest.fixture
@@ -365,3 +347,14 @@ def test_import_detail_is_403_for_annotators_and_404_for_outsiders(
 
     assert as_user(worker).get(url).status_code == 403
     assert as_user(outsider).get(url).status_code == 404
+
+
+def test_project_detail_hides_the_gold_count_from_annotators(as_user, project, owner, worker):
+    ItemFactory(project=project, gold={"label": "positive"})
+    url = reverse("annotation:project-detail", args=[project.pk])
+
+    as_worker = as_user(worker).get(url)
+    as_owner = as_user(owner).get(url)
+
+    assert b"Gold questions" not in as_worker.content
+    assert b"Gold questions" in as_owner.content

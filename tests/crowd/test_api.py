@@ -11,12 +11,6 @@ from tests.crowd.factories import make_annotator
 pytestmark = pytest.mark.django_db
 
 
-def client_for(user) -> APIClient:
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
 def test_auth_token_exchanges_credentials_for_a_token(worker):
     response = APIClient().post(
         "/api/v1/auth/token/", {"username": "worker", "password": "pass-word-123"}, format="json"
@@ -33,7 +27,7 @@ def test_auth_token_exchanges_credentials_for_a_token(worker):
     assert wrong.json()["code"] == "authentication_failed"
 
 
-def test_next_returns_the_item_without_gold(project, worker, gold_item, monkeypatch):
+def test_next_returns_the_item_without_gold(project, worker, gold_item, monkeypatch, client_for):
     project.gold_ratio = 0.5
     project.save(update_fields=["gold_ratio"])
     regular = ItemFactory(project=project)
@@ -53,13 +47,13 @@ def test_next_returns_the_item_without_gold(project, worker, gold_item, monkeypa
         assert "gold" not in str(body)
 
 
-def test_next_returns_204_when_nothing_is_left(project, worker):
+def test_next_returns_204_when_nothing_is_left(project, worker, client_for):
     response = client_for(worker).post(f"/api/v1/projects/{project.pk}/next/")
 
     assert response.status_code == 204
 
 
-def test_next_is_404_on_a_project_the_worker_cannot_see(project, worker, owner):
+def test_next_is_404_on_a_project_the_worker_cannot_see(project, worker, owner, client_for):
     other = ProjectFactory(created_by=owner)
     ItemFactory(project=other)
 
@@ -69,7 +63,7 @@ def test_next_is_404_on_a_project_the_worker_cannot_see(project, worker, owner):
     assert response.json()["code"] == "not_found"
 
 
-def test_next_is_403_for_a_reviewer_without_a_pool(project, item):
+def test_next_is_403_for_a_reviewer_without_a_pool(project, item, client_for):
     reviewer = UserFactory(username="rev")
     project.members.create(user=reviewer, role="reviewer")
 
@@ -78,7 +72,7 @@ def test_next_is_403_for_a_reviewer_without_a_pool(project, item):
     assert response.status_code == 403
 
 
-def test_submit_is_idempotent_and_can_return_the_next_item(project, worker):
+def test_submit_is_idempotent_and_can_return_the_next_item(project, worker, client_for):
     ItemFactory.create_batch(2, project=project)
     client = client_for(worker)
     first = client.post(f"/api/v1/projects/{project.pk}/next/").json()
@@ -96,7 +90,7 @@ def test_submit_is_idempotent_and_can_return_the_next_item(project, worker):
     assert Annotation.objects.count() == 1
 
 
-def test_submit_with_a_bad_label_names_the_field(project, worker, item):
+def test_submit_with_a_bad_label_names_the_field(project, worker, item, client_for):
     client = client_for(worker)
     claimed = client.post(f"/api/v1/projects/{project.pk}/next/").json()
 
@@ -109,7 +103,7 @@ def test_submit_with_a_bad_label_names_the_field(project, worker, item):
     assert Annotation.objects.count() == 0
 
 
-def test_a_worker_cannot_submit_someone_elses_assignment(project, worker, item):
+def test_a_worker_cannot_submit_someone_elses_assignment(project, worker, item, client_for):
     claimed = client_for(worker).post(f"/api/v1/projects/{project.pk}/next/").json()
     intruder = make_annotator(project, "intruder")
 
@@ -120,7 +114,7 @@ def test_a_worker_cannot_submit_someone_elses_assignment(project, worker, item):
     assert response.status_code == 404
 
 
-def test_skip_releases_the_item(project, worker, item):
+def test_skip_releases_the_item(project, worker, item, client_for):
     client = client_for(worker)
     claimed = client.post(f"/api/v1/projects/{project.pk}/next/").json()
 
@@ -135,7 +129,7 @@ def test_skip_releases_the_item(project, worker, item):
     assert Assignment.objects.get().status == Assignment.Status.SKIPPED
 
 
-def test_owner_adds_members_and_annotators_can_then_label(project, owner, item):
+def test_owner_adds_members_and_annotators_can_then_label(project, owner, item, client_for):
     UserFactory(username="newbie")
     client = client_for(owner)
 
@@ -162,13 +156,13 @@ def test_owner_adds_members_and_annotators_can_then_label(project, owner, item):
     assert newbie_client.post(f"/api/v1/projects/{project.pk}/next/").status_code == 200
 
 
-def test_only_owners_manage_members(project, worker):
+def test_only_owners_manage_members(project, worker, client_for):
     response = client_for(worker).get(f"/api/v1/projects/{project.pk}/members/")
 
     assert response.status_code == 403
 
 
-def test_users_are_created_by_staff_only(owner):
+def test_users_are_created_by_staff_only(owner, client_for):
     staff = UserFactory(username="admin")
     staff.is_staff = True
     staff.save(update_fields=["is_staff"])
@@ -185,7 +179,7 @@ def test_users_are_created_by_staff_only(owner):
     assert "username" in again.json()["fields"]
 
 
-def test_crowd_endpoints_are_throttled_per_worker(project, worker, settings):
+def test_crowd_endpoints_are_throttled_per_worker(project, worker, settings, client_for):
     from django.core.cache import cache
 
     cache.clear()

@@ -7,14 +7,11 @@ from rest_framework.test import APIClient
 
 from annotation.services import project_member_set
 from quality.services import quality_recompute
-from tests.annotation.factories import AnnotationFactory, ItemFactory, ProjectFactory, UserFactory
+from tests.annotation.factories import ItemFactory, ProjectFactory, UserFactory
 from tests.crowd.factories import make_annotator
+from tests.quality.factories import vote
 
 pytestmark = pytest.mark.django_db
-
-
-def vote(item, author, label, duration_ms=1000):
-    AnnotationFactory(item=item, author=author, value={"label": label}, duration_ms=duration_ms)
 
 
 @pytest.fixture
@@ -33,13 +30,7 @@ def url(project):
     return reverse("api:project-quality", kwargs={"pk": project.pk})
 
 
-def client_for(user):
-    client = APIClient()
-    client.force_authenticate(user)
-    return client
-
-
-def test_quality_api_returns_scores_workers_and_distribution(project, owner, scored):
+def test_quality_api_returns_scores_workers_and_distribution(project, owner, scored, client_for):
     response = client_for(owner).get(url(project))
 
     assert response.status_code == 200
@@ -73,7 +64,7 @@ def test_quality_api_returns_scores_workers_and_distribution(project, owner, sco
     assert workers["bob"]["majority_agreement"] == 1.0
 
 
-def test_quality_api_before_the_first_recompute_has_empty_scores(project, owner, item):
+def test_quality_api_before_the_first_recompute_has_empty_scores(project, owner, item, client_for):
     response = client_for(owner).get(url(project))
 
     body = response.json()
@@ -88,7 +79,7 @@ def test_quality_api_before_the_first_recompute_has_empty_scores(project, owner,
     assert body["progress"]["items"] == 1
 
 
-def test_quality_api_is_open_to_reviewers_and_staff(project, scored):
+def test_quality_api_is_open_to_reviewers_and_staff(project, scored, client_for):
     reviewer = UserFactory(username="rita")
     project_member_set(project=project, user=reviewer, role="reviewer")
     staff = UserFactory(username="sam", is_staff=True)
@@ -97,7 +88,7 @@ def test_quality_api_is_open_to_reviewers_and_staff(project, scored):
     assert client_for(staff).get(url(project)).status_code == 200
 
 
-def test_quality_api_refuses_annotators_with_403(project, scored):
+def test_quality_api_refuses_annotators_with_403(project, scored, client_for):
     annotator = make_annotator(project, "annie")
 
     response = client_for(annotator).get(url(project))
@@ -107,7 +98,7 @@ def test_quality_api_refuses_annotators_with_403(project, scored):
     assert "workers" not in response.json()
 
 
-def test_quality_api_hides_projects_the_user_cannot_see(project, scored):
+def test_quality_api_hides_projects_the_user_cannot_see(project, scored, client_for):
     stranger = UserFactory(username="stranger")
     other_owner_project = ProjectFactory()
 
@@ -124,7 +115,7 @@ def test_quality_api_needs_authentication(project):
 
 
 def test_quality_api_query_count_does_not_grow_with_workers_or_items(
-    project, owner, django_assert_max_num_queries
+    project, owner, django_assert_max_num_queries, client_for
 ):
     workers = [UserFactory() for _ in range(25)]
     for item in ItemFactory.create_batch(40, project=project):

@@ -8,59 +8,26 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import reverse
 from drf_spectacular.generators import SchemaGenerator
-from rest_framework.test import APIClient
 
-from annotation.services import project_member_set
 from quality import release_tasks
 from quality.models import Release
-from quality.releases import release_build, release_create
-from tests.annotation.factories import AnnotationFactory, ItemFactory, UserFactory
+from quality.releases import release_build
+from tests.annotation.factories import UserFactory
 from tests.crowd.factories import make_annotator
+from tests.quality.factories import label_items, make_release
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
-def client_for(user):
-    client = APIClient()
-    if user is not None:
-        client.force_authenticate(user)
-    return client
-
-
-@pytest.fixture
-def reviewer(project):
-    user = UserFactory(username="reviewer")
-    project_member_set(project=project, user=user, role="reviewer")
-    return user
-
-
-@pytest.fixture
-def stranger(db):
-    return UserFactory(username="stranger")
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
 
 @pytest.fixture
 def labeled(project):
     authors = [UserFactory(username=f"annotator-{i}") for i in range(3)]
-    for item in ItemFactory.create_batch(3, project=project):
-        for author, label in zip(authors, ["positive", "positive", "negative"], strict=True):
-            AnnotationFactory(item=item, author=author, value={"label": label})
-    return project
-
-
-def create(project, owner, **kwargs):
-    with mock.patch.object(release_tasks.release_build_task, "delay"):
-        return release_create(project=project, user=owner, **kwargs)
+    return label_items(project, authors, ["positive", "positive", "negative"], count=3)
 
 
 @pytest.fixture
 def ready(labeled, owner):
-    return release_build(release=create(labeled, owner, name="first"))
+    return release_build(release=make_release(labeled, owner, name="first"))
 
 
 def list_url(project):
@@ -80,9 +47,9 @@ def download_url(release, fmt="jsonl"):
 
 @pytest.mark.parametrize("who", ["owner", "reviewer"])
 def test_release_list_api_shows_versions_to_owners_and_reviewers(
-    who, project, owner, reviewer, ready, django_assert_max_num_queries
+    who, project, owner, reviewer, ready, django_assert_max_num_queries, client_for
 ):
-    create(project, owner)
+    make_release(project, owner)
     user = {"owner": owner, "reviewer": reviewer}[who]
 
     with django_assert_max_num_queries(3):
@@ -97,9 +64,11 @@ def test_release_list_api_shows_versions_to_owners_and_reviewers(
     assert body[1]["created_by"] == "owner"
 
 
-def test_release_list_api_query_count_does_not_grow(project, owner, django_assert_max_num_queries):
+def test_release_list_api_query_count_does_not_grow(
+    project, owner, django_assert_max_num_queries, client_for
+):
     for _ in range(10):
-        create(project, owner)
+        make_release(project, owner)
 
     with django_assert_max_num_queries(3):
         response = client_for(owner).get(list_url(project))
@@ -107,10 +76,12 @@ def test_release_list_api_query_count_does_not_grow(project, owner, django_asser
     assert len(response.json()) == 10
 
 
-def test_release_list_api_hides_project_from_strangers_and_refuses_annotators(project, stranger):
+def test_release_list_api_hides_project_from_strangers_and_refuses_annotators(
+    project, outsider, client_for
+):
     annotator = make_annotator(project, "annotator")
 
-    hidden = client_for(stranger).get(list_url(project))
+    hidden = client_for(outsider).get(list_url(project))
     refused = client_for(annotator).get(list_url(project))
     anonymous = client_for(None).get(list_url(project))
 
@@ -121,7 +92,7 @@ def test_release_list_api_hides_project_from_strangers_and_refuses_annotators(pr
 
 
 def test_release_create_api_creates_the_next_version_and_enqueues_it(
-    labeled, owner, django_capture_on_commit_callbacks
+    labeled, owner, django_capture_on_commit_callbacks, client_for
 ):
     with (
         mock.patch.object(release_tasks.release_build_task, "delay") as delay,
@@ -140,7 +111,7 @@ def test_release_create_api_creates_the_next_version_and_enqueues_it(
     delay.assert_called_once_with(body["id"])
 
 
-def test_release_create_api_with_empty_body_uses_defaults(project, owner):
+def test_release_create_api_with_empty_body_uses_defaults(project, owner, client_for):
     with mock.patch.object(release_tasks.release_build_task, "delay"):
         response = client_for(owner).post(list_url(project), {}, format="json")
 
@@ -148,7 +119,7 @@ def test_release_create_api_with_empty_body_uses_defaults(project, owner):
     assert (response.json()["name"], response.json()["include_raw"]) == ("", False)
 
 
-def test_release_create_api_validates_input(project, owner):
+def test_release_create_api_validates_input(project, owner, client_for):
     response = client_for(owner).post(list_url(project), {"name": "x" * 201}, format="json")
 
     assert response.status_code == 400
@@ -156,12 +127,12 @@ def test_release_create_api_validates_input(project, owner):
     assert not Release.objects.exists()
 
 
-def test_release_create_api_is_for_owners_only(project, reviewer, stranger):
+def test_release_create_api_is_for_owners_only(project, reviewer, outsider, client_for):
     annotator = make_annotator(project, "annotator")
 
     by_reviewer = client_for(reviewer).post(list_url(project), {}, format="json")
     by_annotator = client_for(annotator).post(list_url(project), {}, format="json")
-    by_stranger = client_for(stranger).post(list_url(project), {}, format="json")
+    by_stranger = client_for(outsider).post(list_url(project), {}, format="json")
 
     assert by_reviewer.status_code == 403
     assert by_annotator.status_code == 403
@@ -172,7 +143,7 @@ def test_release_create_api_is_for_owners_only(project, reviewer, stranger):
 # --- detail -------------------------------------------------------------------------------------
 
 
-def test_release_detail_api_returns_manifest_and_files(ready, reviewer):
+def test_release_detail_api_returns_manifest_and_files(ready, reviewer, client_for):
     response = client_for(reviewer).get(detail_url(ready))
 
     assert response.status_code == 200
@@ -186,13 +157,13 @@ def test_release_detail_api_returns_manifest_and_files(ready, reviewer):
     assert files["jsonl"]["download_url"] == download_url(ready, "jsonl")
 
 
-def test_release_detail_api_permissions(ready, project, stranger):
+def test_release_detail_api_permissions(ready, project, outsider, client_for):
     annotator = make_annotator(project, "annotator")
 
-    assert client_for(stranger).get(detail_url(ready)).status_code == 404
+    assert client_for(outsider).get(detail_url(ready)).status_code == 404
     assert client_for(annotator).get(detail_url(ready)).status_code == 403
     missing = reverse("api:release-detail", args=[ready.pk + 100])
-    assert client_for(stranger).get(missing).status_code == 404
+    assert client_for(outsider).get(missing).status_code == 404
 
 
 # --- download -----------------------------------------------------------------------------------
@@ -202,7 +173,9 @@ def test_release_detail_api_permissions(ready, project, stranger):
     ("fmt", "content_type"),
     [("jsonl", "application/x-ndjson"), ("csv", "text/csv; charset=utf-8")],
 )
-def test_release_download_api_streams_the_file_as_an_attachment(ready, owner, fmt, content_type):
+def test_release_download_api_streams_the_file_as_an_attachment(
+    ready, owner, fmt, content_type, client_for
+):
     response = client_for(owner).get(download_url(ready, fmt))
 
     assert response.status_code == 200
@@ -215,8 +188,8 @@ def test_release_download_api_streams_the_file_as_an_attachment(ready, owner, fm
     assert response["ETag"] == f'"{stored.sha256}"'
 
 
-def test_release_download_api_refuses_releases_that_are_not_ready(labeled, owner):
-    release = create(labeled, owner)
+def test_release_download_api_refuses_releases_that_are_not_ready(labeled, owner, client_for):
+    release = make_release(labeled, owner)
 
     response = client_for(owner).get(download_url(release))
 
@@ -225,7 +198,7 @@ def test_release_download_api_refuses_releases_that_are_not_ready(labeled, owner
 
 
 @pytest.mark.parametrize("query", ["?format=xlsx", "?format=", ""])
-def test_release_download_api_rejects_unknown_formats(ready, owner, query):
+def test_release_download_api_rejects_unknown_formats(ready, owner, query, client_for):
     url = reverse("api:release-download", args=[ready.pk]) + query
 
     response = client_for(owner).get(url)
@@ -234,7 +207,7 @@ def test_release_download_api_rejects_unknown_formats(ready, owner, query):
     assert response.json()["code"] == "unknown_format"
 
 
-def test_release_download_api_refuses_a_tampered_file(ready, owner):
+def test_release_download_api_refuses_a_tampered_file(ready, owner, client_for):
     path = ready.files.get(format="jsonl").path
     default_storage.delete(path)
     default_storage.save(path, ContentFile(b'{"forged":true}\n'))
@@ -246,10 +219,10 @@ def test_release_download_api_refuses_a_tampered_file(ready, owner):
     assert b"forged" not in response.content
 
 
-def test_release_download_api_permissions(ready, project, stranger):
+def test_release_download_api_permissions(ready, project, outsider, client_for):
     annotator = make_annotator(project, "annotator")
 
-    assert client_for(stranger).get(download_url(ready)).status_code == 404
+    assert client_for(outsider).get(download_url(ready)).status_code == 404
     assert client_for(annotator).get(download_url(ready)).status_code == 403
 
 

@@ -9,47 +9,27 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import reverse
 
-from annotation.services import project_member_set
 from quality import release_tasks
 from quality.models import Release
-from quality.releases import release_build, release_create
-from tests.annotation.factories import AnnotationFactory, ItemFactory, UserFactory
+from quality.releases import release_build
+from tests.annotation.factories import UserFactory
 from tests.crowd.factories import make_annotator
+from tests.quality.factories import label_items, make_release
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture(autouse=True)
-def media_root(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
-@pytest.fixture
-def reviewer(project):
-    user = UserFactory(username="reviewer")
-    project_member_set(project=project, user=user, role="reviewer")
-    return user
 
 
 @pytest.fixture
 def labeled(project):
     authors = [UserFactory(username=f"annotator-{i}", email=f"a{i}@corp.example") for i in range(3)]
-    for item in ItemFactory.create_batch(4, project=project):
-        for author, label in zip(authors, ["negative", "positive", "negative"], strict=True):
-            AnnotationFactory(item=item, author=author, value={"label": label})
-    return project
-
-
-def create(project, owner, **kwargs):
-    with mock.patch.object(release_tasks.release_build_task, "delay"):
-        return release_create(project=project, user=owner, **kwargs)
+    return label_items(project, authors, ["negative", "positive", "negative"], count=4)
 
 
 @pytest.fixture
 def ready(labeled, owner):
-    return release_build(release=create(labeled, owner, name="Spring cut"))
+    return release_build(release=make_release(labeled, owner, name="Spring cut"))
 
 
 def list_url(project):
@@ -66,7 +46,7 @@ def detail_url(release):
 def test_release_list_page_shows_versions_and_the_build_form_to_owners(
     client, owner, ready, django_assert_max_num_queries
 ):
-    create(ready.project, owner, name="Pending one")
+    make_release(ready.project, owner, name="Pending one")
     client.force_login(owner)
 
     with django_assert_max_num_queries(7):
@@ -88,7 +68,7 @@ def test_release_list_page_query_count_does_not_grow(
     client, owner, project, django_assert_max_num_queries
 ):
     for _ in range(8):
-        create(project, owner)
+        make_release(project, owner)
     client.force_login(owner)
 
     with django_assert_max_num_queries(7):
@@ -107,13 +87,12 @@ def test_release_list_page_has_no_build_form_for_reviewers(client, reviewer, rea
     assert "Build new version" not in response.content.decode()
 
 
-def test_release_list_page_refuses_annotators_and_hides_from_strangers(client, project):
+def test_release_list_page_refuses_annotators_and_hides_from_strangers(client, project, outsider):
     annotator = make_annotator(project, "annotator")
-    stranger = UserFactory(username="stranger")
 
     client.force_login(annotator)
     refused = client.get(list_url(project))
-    client.force_login(stranger)
+    client.force_login(outsider)
     hidden = client.get(list_url(project))
     client.logout()
     anonymous = client.get(list_url(project))
@@ -180,7 +159,7 @@ def test_release_list_post_is_refused_for_reviewers(client, reviewer, labeled):
 
 
 def test_release_detail_polls_every_second_while_building(client, owner, labeled):
-    release = create(labeled, owner)
+    release = make_release(labeled, owner)
     Release.objects.filter(pk=release.pk).update(status=Release.Status.BUILDING, progress=0.42)
     client.force_login(owner)
 
@@ -233,7 +212,7 @@ def test_release_detail_shows_the_manifest_summary(client, reviewer, ready):
 
 
 def test_release_detail_of_a_failed_release_offers_a_retry_to_owners(client, owner, labeled):
-    release = create(labeled, owner)
+    release = make_release(labeled, owner)
     Release.objects.filter(pk=release.pk).update(status=Release.Status.FAILED, error="Boom: x")
     client.force_login(owner)
 
@@ -248,13 +227,12 @@ def test_release_detail_of_a_failed_release_offers_a_retry_to_owners(client, own
     assert release.status == Release.Status.PENDING
 
 
-def test_release_detail_permissions(client, project, ready):
+def test_release_detail_permissions(client, project, ready, outsider):
     annotator = make_annotator(project, "annotator")
-    stranger = UserFactory(username="stranger")
 
     client.force_login(annotator)
     refused = client.get(detail_url(ready))
-    client.force_login(stranger)
+    client.force_login(outsider)
     hidden = client.get(detail_url(ready))
 
     assert refused.status_code == 403
@@ -290,7 +268,7 @@ def test_release_download_refuses_a_tampered_file(client, owner, ready):
 
 
 def test_release_download_errors(client, owner, labeled):
-    pending = create(labeled, owner)
+    pending = make_release(labeled, owner)
     client.force_login(owner)
 
     not_ready = client.get(reverse("releases:release-download", args=[pending.pk, "jsonl"]))

@@ -31,15 +31,9 @@ from quality.releases import (
     release_retry,
 )
 from tests.annotation.factories import AnnotationFactory, ItemFactory, ProjectFactory, UserFactory
+from tests.quality.factories import make_release
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def media_root(settings, tmp_path):
-    """Each test writes release files to its own directory."""
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
 
 
 @pytest.fixture
@@ -49,11 +43,6 @@ def annotators():
 
 def vote(item, author, label):
     return AnnotationFactory(item=item, author=author, value={"label": label})
-
-
-def make_release(project, owner, **kwargs):
-    with mock.patch.object(release_tasks.release_build_task, "delay"):
-        return release_create(project=project, user=owner, **kwargs)
 
 
 def stored_files(release):
@@ -514,3 +503,15 @@ def test_release_build_memory_does_not_grow_with_items(owner, annotators, monkey
 
     # Loading the 2000 items (4 MB of text) at once would dwarf the 200-item build.
     assert large < small + 1_000_000, (small, large)
+
+
+def test_release_agreement_leaves_gold_items_out(project, owner, voted, annotators):
+    before = release_build(release=make_release(project, owner)).manifest["agreement"]
+    gold = ItemFactory(project=project, gold={"label": "positive"})
+    for author, label in zip(annotators, ["positive", "negative", "negative"], strict=True):
+        vote(gold, author, label)
+
+    after = release_build(release=make_release(project, owner)).manifest
+
+    assert after["counts"]["gold_items"] == 1
+    assert after["agreement"] == before

@@ -22,8 +22,9 @@ from quality.services import (
     quality_recompute_scheduled,
 )
 from quality.tasks import quality_recompute_task
-from tests.annotation.factories import AnnotationFactory, ItemFactory, ProjectFactory, UserFactory
+from tests.annotation.factories import ItemFactory, ProjectFactory, UserFactory
 from tests.crowd.factories import make_annotator
+from tests.quality.factories import vote
 
 pytestmark = pytest.mark.django_db
 
@@ -33,12 +34,6 @@ def _clean_cache():
     cache.clear()
     yield
     cache.clear()
-
-
-def vote(item, author, label, duration_ms=1000):
-    return AnnotationFactory(
-        item=item, author=author, value={"label": label}, duration_ms=duration_ms
-    )
 
 
 @pytest.fixture

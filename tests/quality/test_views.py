@@ -5,14 +5,11 @@ from django.urls import reverse
 
 from annotation.services import project_member_set
 from quality.services import quality_recompute
-from tests.annotation.factories import AnnotationFactory, ItemFactory, ProjectFactory, UserFactory
+from tests.annotation.factories import ItemFactory, ProjectFactory, UserFactory
 from tests.crowd.factories import make_annotator
+from tests.quality.factories import vote
 
 pytestmark = pytest.mark.django_db
-
-
-def vote(item, author, label, duration_ms=1000):
-    AnnotationFactory(item=item, author=author, value={"label": label}, duration_ms=duration_ms)
 
 
 @pytest.fixture
