@@ -7,6 +7,7 @@ snapshot and a crash leaves the previous snapshot in place.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,18 +53,24 @@ def quality_recompute_schedule(*, project_id: int) -> None:
 
 
 def _recompute_enqueue(project_id: int) -> None:
+    """Send the debounced task. Runs after the submission committed, so it never fails it.
+
+    With Redis or the broker down the error is logged and the key dropped (best effort): the
+    annotation is stored, and the next submission schedules the recompute again.
+    """
     key = _pending_key(project_id)
-    # cache.add is atomic (SET NX on Redis): only the first caller in a window enqueues. Calls
-    # while the key exists are covered by the pending task, which reads data when it starts.
-    if not cache.add(key, 1, timeout=RECOMPUTE_PENDING_TTL_SECONDS):
-        return
     try:
+        # cache.add is atomic (SET NX on Redis): only the first caller in a window enqueues.
+        # Calls while the key exists are covered by the pending task, which reads data when
+        # it starts.
+        if not cache.add(key, 1, timeout=RECOMPUTE_PENDING_TTL_SECONDS):
+            return
         # not in a transaction: this runs from transaction.on_commit, after the commit.
         quality_recompute_task.apply_async(args=(project_id,), countdown=RECOMPUTE_DELAY_SECONDS)
     except Exception:
-        # Nothing was sent: drop the key so the next submission schedules again, then fail.
-        cache.delete(key)
-        raise
+        logger.exception("Could not schedule a quality recompute for project %s", project_id)
+        with contextlib.suppress(Exception):
+            cache.delete(key)
 
 
 def quality_recompute_scheduled(*, project_id: int) -> ProjectScore | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from typing import Any
 
@@ -12,6 +13,8 @@ from django.core.cache import cache
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
+
+logger = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -54,7 +57,13 @@ class FixedWindowThrottle(BaseThrottle):
         ident = f"u{user.pk}" if user and user.is_authenticated else self.get_ident(request)
         now = time.time()
         key = f"throttle:{scope}:{ident}:{int(now // window)}"
-        if _count_hit(key, window + 1) <= limit:
+        try:
+            count = _count_hit(key, window + 1)
+        except redis.RedisError:
+            # Labeling must not stop because the limiter's store is down: fail open, loudly.
+            logger.warning("Rate limiter unavailable; %s request allowed unthrottled", scope)
+            return True
+        if count <= limit:
             return True
         self.retry_after = window - now % window
         return False

@@ -194,3 +194,27 @@ def test_crowd_endpoints_are_throttled_per_worker(project, worker, settings, cli
 
     assert codes == [204, 204, 204, 429]
     assert other.post(f"/api/v1/projects/{project.pk}/next/").status_code == 204
+
+
+def test_submit_succeeds_when_quality_scheduling_fails(
+    project, worker, item, client_for, django_capture_on_commit_callbacks
+):
+    from unittest import mock
+
+    from quality.tasks import quality_recompute_task
+
+    client = client_for(worker)
+    claimed = client.post(f"/api/v1/projects/{project.pk}/next/").json()
+
+    with (
+        mock.patch.object(quality_recompute_task, "apply_async", side_effect=OSError("down")),
+        django_capture_on_commit_callbacks(execute=True),
+    ):
+        response = client.post(
+            f"/api/v1/assignments/{claimed['assignment']}/submit/",
+            {"label": "positive"},
+            format="json",
+        )
+
+    assert response.status_code == 200
+    assert Annotation.objects.filter(item=item).count() == 1
