@@ -6,6 +6,7 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -13,6 +14,7 @@ from rest_framework.views import APIView
 from annotation.access import OWNERS, project_access
 from annotation.models import Project
 from core.api.throttling import FixedWindowThrottle
+from core.exceptions import NotAllowedError
 from crowd.api.serializers import (
     AssignmentOutputSerializer,
     MemberInputSerializer,
@@ -67,8 +69,17 @@ class ProjectNextApi(CrowdApi):
         },
     )
     def post(self, request: Request, project_id: int) -> Response:
-        project = _project_for(request, project_id)
-        claimed = assignment_claim_next(worker=request.user, project=project)
+        # The claim checks pool membership inside its own query, so the hot path loads the
+        # project by id alone; 404 (can't see it) versus 403 (no labeling role) is sorted out
+        # only when the claim refuses.
+        project = Project.objects.filter(pk=project_id).first()
+        if project is None:
+            raise NotFound()
+        try:
+            claimed = assignment_claim_next(worker=request.user, project=project)
+        except NotAllowedError:
+            _project_for(request, project_id)
+            raise
         if claimed is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(AssignmentOutputSerializer(claimed).data)
