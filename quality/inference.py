@@ -9,8 +9,9 @@ truths (semi-supervised): their posteriors are one-hot throughout EM.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -208,20 +209,15 @@ def dawid_skene(
     _clamp(post, g_items, g_labels)
     wl = workers * k + labels  # flat (worker, observed) index of each label
     confusion = np.empty((n_workers, k, k))
-    prev_ll: float | None = None
-    ll = float("nan")
-    converged = False
-    iterations = 0
-    for step in range(1, max_iter + 1):
-        iterations = step
+
+    def log_joint_of(post: np.ndarray, priors: np.ndarray) -> np.ndarray:
         # M step: expected (true, observed) counts per worker, smoothed and row-normalised.
-        priors = _priors(post, alpha)
         for true in range(k):
             confusion[:, true, :] = np.bincount(
                 wl, weights=post[items, true], minlength=n_workers * k
             ).reshape(n_workers, k)
-        confusion += alpha
-        confusion /= confusion.sum(axis=2, keepdims=True)
+        confusion[:] += alpha
+        confusion[:] /= confusion.sum(axis=2, keepdims=True)
         # E step: log joint = log prior + sum over an item's labels of log confusion.
         log_conf = np.log(confusion)
         log_joint = np.empty((n_items, k))
@@ -229,22 +225,12 @@ def dawid_skene(
             log_joint[:, true] = np.bincount(
                 items, weights=log_conf[workers, true, labels], minlength=n_items
             )
-        log_joint += np.log(priors)
-        post, lse = _log_normalise(log_joint)
-        _clamp(post, g_items, g_labels)
-        ll = _log_likelihood(log_joint, lse, g_items, g_labels)
-        if prev_ll is not None and abs(ll - prev_ll) <= tol * max(1.0, abs(prev_ll)):
-            converged = True
-            break
-        prev_ll = ll
-    return _result(
-        post,
-        iterations=iterations,
-        log_likelihood=ll,
-        converged=converged,
-        priors=_priors(post, alpha),
-        confusion=confusion,
+        return log_joint + np.log(priors)
+
+    post, fit = _expectation_maximisation(
+        post, log_joint_of, gold=(g_items, g_labels), alpha=alpha, tol=tol, max_iter=max_iter
     )
+    return _result(post, **fit, priors=_priors(post, alpha), confusion=confusion)
 
 
 def one_coin_dawid_skene(
@@ -275,15 +261,10 @@ def one_coin_dawid_skene(
     if k == 1:  # a single class: nothing to infer
         return _result(post, priors=np.ones(1), worker_accuracy=np.ones(n_workers))
     il = items * k + labels
-    prev_ll: float | None = None
-    ll = float("nan")
-    converged = False
-    iterations = 0
-    for step in range(1, max_iter + 1):
-        iterations = step
-        priors = _priors(post, alpha)
+
+    def log_joint_of(post: np.ndarray, priors: np.ndarray) -> np.ndarray:
         right = np.bincount(workers, weights=post[items, labels], minlength=n_workers)
-        accuracy = (right + alpha) / (per_worker + 2.0 * alpha)
+        accuracy[:] = (right + alpha) / (per_worker + 2.0 * alpha)
         log_right = np.log(accuracy)
         log_wrong = np.log((1.0 - accuracy) / (k - 1))
         # Every label contributes log_wrong to all classes, plus the difference to its own class.
@@ -291,7 +272,37 @@ def one_coin_dawid_skene(
         bonus = np.bincount(
             il, weights=(log_right - log_wrong)[workers], minlength=n_items * k
         ).reshape(n_items, k)
-        log_joint = base[:, None] + bonus + np.log(priors)
+        return base[:, None] + bonus + np.log(priors)
+
+    post, fit = _expectation_maximisation(
+        post, log_joint_of, gold=(g_items, g_labels), alpha=alpha, tol=tol, max_iter=max_iter
+    )
+    return _result(post, **fit, priors=_priors(post, alpha), worker_accuracy=accuracy)
+
+
+def _expectation_maximisation(
+    post: np.ndarray,
+    log_joint_of: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    *,
+    gold: tuple[np.ndarray, np.ndarray],
+    alpha: float,
+    tol: float,
+    max_iter: int,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The EM loop shared by the Dawid-Skene variants.
+
+    `log_joint_of(post, priors)` re-estimates the model from the posteriors (M step) and
+    returns each item's log joint over classes; the loop normalises it (E step), keeps gold
+    items fixed and stops on a relative log-likelihood change of at most `tol`.
+    """
+    g_items, g_labels = gold
+    prev_ll: float | None = None
+    ll = float("nan")
+    converged = False
+    iterations = 0
+    for step in range(1, max_iter + 1):
+        iterations = step
+        log_joint = log_joint_of(post, _priors(post, alpha))
         post, lse = _log_normalise(log_joint)
         _clamp(post, g_items, g_labels)
         ll = _log_likelihood(log_joint, lse, g_items, g_labels)
@@ -299,11 +310,5 @@ def one_coin_dawid_skene(
             converged = True
             break
         prev_ll = ll
-    return _result(
-        post,
-        iterations=iterations,
-        log_likelihood=ll,
-        converged=converged,
-        priors=_priors(post, alpha),
-        worker_accuracy=accuracy,
-    )
+    fit = {"iterations": iterations, "log_likelihood": ll, "converged": converged}
+    return post, fit
