@@ -107,3 +107,124 @@ class Assignment(models.Model):
 
     def __str__(self) -> str:
         return f"Assignment {self.pk} ({self.status})"
+
+
+class WorkerBlock(models.Model):
+    """A worker barred from a project or a pool, by an owner or by the quality engine.
+
+    A block is active until lifted; lifting keeps the row as history. Exactly one of project
+    and pool is set.
+    """
+
+    class Source(models.TextChoices):
+        OWNER = "owner", "Owner"
+        QUALITY = "quality", "Quality engine"
+
+    worker = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="blocks"
+    )
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.CASCADE, related_name="worker_blocks"
+    )
+    pool = models.ForeignKey(
+        Pool, null=True, blank=True, on_delete=models.CASCADE, related_name="worker_blocks"
+    )
+    reason = models.TextField()
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.OWNER)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(project__isnull=False, pool__isnull=True)
+                | Q(project__isnull=True, pool__isnull=False),
+                name="worker_block_one_scope",
+            ),
+            models.UniqueConstraint(
+                fields=["worker", "project"],
+                condition=Q(lifted_at__isnull=True, project__isnull=False),
+                name="worker_block_active_project",
+            ),
+            models.UniqueConstraint(
+                fields=["worker", "pool"],
+                condition=Q(lifted_at__isnull=True, pool__isnull=False),
+                name="worker_block_active_pool",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        scope = f"project{self.project_id}" if self.project_id else f"pool{self.pool_id}"
+        return f"block {self.worker_id}@{scope}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.lifted_at is None
+
+
+class WorkerStanding(models.Model):
+    """How the assignment engine treats one worker on one project, kept by the quality engine.
+
+    `gold_rate` is the share of claims that are gold for this worker (adaptive gold: high while
+    onboarding, low once reliable, high again when accuracy drops); None means the project's
+    gold ratio. `reliable` workers are offered doubtful items (Item.priority > 0) first.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="standings")
+    worker = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="standings"
+    )
+    gold_rate = models.FloatField(null=True, blank=True)
+    reliable = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["project", "worker"], name="worker_standing_unique"),
+            models.CheckConstraint(
+                condition=Q(gold_rate__isnull=True) | Q(gold_rate__gte=0, gold_rate__lte=1),
+                name="worker_standing_gold_rate_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"standing {self.worker_id}@{self.project_id}"
+
+
+class WorkerSkill(models.Model):
+    """A per-worker, per-skill score from 0 to 100, kept up to date from gold accuracy."""
+
+    worker = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="skills"
+    )
+    name = models.CharField(max_length=100)
+    score = models.FloatField()
+    evidence = models.PositiveIntegerField(default=0, help_text="Gold answers behind the score.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["worker", "name"], name="worker_skill_unique"),
+            models.CheckConstraint(
+                condition=Q(score__gte=0, score__lte=100), name="worker_skill_range"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name}={self.score:.0f} ({self.worker_id})"

@@ -8,15 +8,91 @@ from django.db import models
 from annotation.models import Item, Project
 
 
+class Method(models.TextChoices):
+    """Truth-inference methods a project can choose (quality.inference.METHODS)."""
+
+    AUTO = "auto", "Automatic (adapts to the data)"
+    MV = "mv", "Majority vote"
+    WMV = "wmv", "Gold-weighted majority vote"
+    DS = "ds", "Dawid-Skene"
+    ONECOIN = "onecoin", "One-coin Dawid-Skene"
+    GLAD = "glad", "GLAD"
+    MACE = "mace", "MACE"
+
+
+class QualityConfig(models.Model):
+    """A project's quality rules: consensus method, doubt handling, adaptive gold, spam rules."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="quality")
+    method = models.CharField(max_length=16, choices=Method.choices, default=Method.AUTO)
+    # Adaptive overlap and review: an item whose confidence stays below the threshold once
+    # its target is reached gets one more annotator, up to max_overlap; then expert review.
+    confidence_threshold = models.FloatField(default=0.7)
+    max_overlap = models.PositiveSmallIntegerField(default=5)
+    review_enabled = models.BooleanField(default=True)
+    # Adaptive gold.
+    gold_rate_onboarding = models.FloatField(default=0.5)
+    gold_rate_floor = models.FloatField(default=0.05)
+    gold_onboarding_count = models.PositiveSmallIntegerField(default=8)
+    gold_accuracy_bar = models.FloatField(default=0.8)
+    gold_retire_after = models.PositiveIntegerField(
+        default=50, help_text="Retire a gold item once this many workers have seen it."
+    )
+    # Routing: workers at or above this reliability get doubtful items first.
+    reliable_bar = models.FloatField(default=0.85)
+    skill_name = models.CharField(
+        max_length=100, blank=True, help_text="Skill that gold answers on this project update."
+    )
+    # Spam and fraud rules: a list of {signal, op, threshold, min_evidence, action}.
+    spam_rules = models.JSONField(default=list, blank=True)
+    auto_actions = models.BooleanField(
+        default=True, help_text="Apply rule actions automatically (otherwise only flag)."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(confidence_threshold__gte=0, confidence_threshold__lte=1),
+                name="quality_config_threshold_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"QualityConfig {self.project_id}"
+
+
 class ItemScore(models.Model):
-    """The current consensus for one item: majority label and the share of votes it got."""
+    """The current consensus for one item: label, posterior, confidence, and what to do next."""
+
+    class State(models.TextChoices):
+        CONFIDENT = "confident", "Confident"
+        OPEN = "open", "Collecting"
+        DOUBTFUL = "doubtful", "More annotators asked"
+        REVIEW = "review", "Waiting for expert review"
+        REVIEWED = "reviewed", "Decided by an expert"
 
     item = models.OneToOneField(Item, on_delete=models.CASCADE, related_name="score")
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="item_scores")
     majority_label = models.CharField(max_length=200, blank=True)
     agreement = models.FloatField(default=0.0)
     annotation_count = models.PositiveIntegerField(default=0)
+    # The inference method's answer: {label: probability}; confidence is that of `label`.
+    label = models.CharField(max_length=200, blank=True)
+    confidence = models.FloatField(default=0.0)
+    posterior = models.JSONField(default=dict)
+    method = models.CharField(max_length=16, blank=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
     computed_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["project", "confidence"],
+                name="item_score_review_idx",
+                condition=models.Q(state="review"),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"ItemScore {self.item_id}"
@@ -34,6 +110,15 @@ class WorkerScore(models.Model):
     gold_correct = models.PositiveIntegerField(default=0)
     majority_agreement = models.FloatField(null=True)
     median_duration_ms = models.PositiveIntegerField(null=True)
+    # Gold accuracy's 95% Wilson interval, per-class recall on gold {label: recall}, the
+    # inference model's reliability (probability of a correct answer), spam signals, and
+    # whether the worker's labels are currently excluded from consensus.
+    gold_low = models.FloatField(null=True)
+    gold_high = models.FloatField(null=True)
+    class_recall = models.JSONField(default=dict)
+    reliability = models.FloatField(null=True)
+    signals = models.JSONField(default=dict)
+    excluded = models.BooleanField(default=False)
     computed_at = models.DateTimeField()
 
     class Meta:
@@ -58,10 +143,97 @@ class ProjectScore(models.Model):
     krippendorff_alpha = models.FloatField(null=True)
     items_scored = models.PositiveIntegerField(default=0)
     annotations_scored = models.PositiveIntegerField(default=0)
+    # Everything else a full recompute measures: agreement coefficients with bootstrap
+    # intervals, per-label agreement, pairwise Cohen's kappa, agreement and accuracy over
+    # time, the crowd-vs-gold confusion matrix, gold pool health, method chosen.
+    details = models.JSONField(default=dict)
     computed_at = models.DateTimeField()
 
     def __str__(self) -> str:
         return f"ProjectScore {self.project_id}"
+
+
+class QualityAction(models.Model):
+    """An action taken on a worker by a spam/fraud rule (or by an owner), with its evidence.
+
+    Active until undone; undoing keeps the row. Exclusion and re-queue take effect through the
+    next recompute; a block goes through crowd.WorkerBlock (linked here).
+    """
+
+    class Kind(models.TextChoices):
+        FLAG = "flag", "Flag for review"
+        EXCLUDE = "exclude", "Exclude labels from consensus"
+        REQUEUE = "requeue", "Re-queue affected items"
+        BLOCK = "block", "Block the worker"
+
+    class Source(models.TextChoices):
+        RULE = "rule", "Quality rule"
+        OWNER = "owner", "Owner"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="quality_actions")
+    worker = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="quality_actions"
+    )
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    source = models.CharField(max_length=16, choices=Source.choices, default=Source.RULE)
+    rule = models.CharField(max_length=200, blank=True)
+    evidence = models.JSONField(default=dict)
+    block = models.ForeignKey(
+        "crowd.WorkerBlock", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    undone_at = models.DateTimeField(null=True, blank=True)
+    undone_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            # A rule acts once per worker and kind while active: recomputes are idempotent.
+            models.UniqueConstraint(
+                fields=["project", "worker", "kind"],
+                condition=models.Q(undone_at__isnull=True),
+                name="quality_action_active_once",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.worker_id}@{self.project_id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.undone_at is None
+
+
+class ReviewDecision(models.Model):
+    """An expert's final answer for an item; the latest decision wins and is marked in exports."""
+
+    class Action(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted the consensus"
+        PICKED = "picked", "Picked another worker's answer"
+        CORRECTED = "corrected", "Corrected"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="review_decisions")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="review_decisions")
+    reviewer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="review_decisions"
+    )
+    value = models.JSONField()
+    action = models.CharField(max_length=16, choices=Action.choices)
+    consensus_label = models.CharField(max_length=200, blank=True)
+    consensus_confidence = models.FloatField(null=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["item", "-id"], name="review_decision_item_idx")]
+
+    def __str__(self) -> str:
+        return f"Review {self.item_id}: {self.value}"
 
 
 class Release(models.Model):
