@@ -98,8 +98,8 @@ class Item(models.Model):
     annotation_count = models.PositiveSmallIntegerField(default=0)
     # Routing hints kept by the quality engine: doubtful items (priority > 0) go to reliable
     # workers first; a gold item seen by too many workers is retired (never served again).
-    priority = models.SmallIntegerField(default=0)
-    gold_retired = models.BooleanField(default=False)
+    priority = models.SmallIntegerField(default=0, db_default=0)
+    gold_retired = models.BooleanField(default=False, db_default=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -202,7 +202,7 @@ class Annotation(models.Model):
     duration_ms = models.PositiveIntegerField(default=0)
     # Keyed hash of the submitting client's network address and user agent ("" when unknown),
     # so the fraud detector can see several accounts behind one device without storing the IP.
-    client_key = models.CharField(max_length=32, blank=True, default="")
+    client_key = models.CharField(max_length=32, blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

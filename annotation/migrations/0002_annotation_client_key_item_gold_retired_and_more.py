@@ -13,16 +13,16 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='annotation',
             name='client_key',
-            field=models.CharField(blank=True, default='', max_length=32),
+            field=models.CharField(blank=True, db_default='', default='', max_length=32),
         ),
         migrations.AddField(
             model_name='item',
             name='gold_retired',
-            field=models.BooleanField(default=False),
+            field=models.BooleanField(db_default=False, default=False),
         ),
         migrations.AddField(
             model_name='item',
             name='priority',
-            field=models.SmallIntegerField(default=0),
+            field=models.SmallIntegerField(db_default=0, default=0),
         ),
     ]
