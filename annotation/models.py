@@ -118,15 +118,31 @@ class Item(models.Model):
             ),
         ]
         indexes = [
-            # The claim query walks this index from the top: open regular items, fullest first.
+            # The claim query walks one of these from the top: open regular items, fullest first,
+            # plain items (priority 0) first for most workers, doubtful ones first for reliable
+            # workers (crowd.services._claimable).
             models.Index(
                 F("project"),
+                F("priority"),
                 F("slots_taken").desc(),
                 F("id"),
                 name="item_claimable_idx",
                 condition=Q(is_gold=False) & Q(slots_taken__lt=F("target")),
             ),
-            models.Index(fields=["project", "id"], name="item_gold_idx", condition=Q(is_gold=True)),
+            models.Index(
+                F("project"),
+                F("priority").desc(),
+                F("slots_taken").desc(),
+                F("id"),
+                name="item_claimable_doubtful_idx",
+                condition=Q(is_gold=False) & Q(slots_taken__lt=F("target")),
+            ),
+            # Gold still in service (a retired gold item is never served again).
+            models.Index(
+                fields=["project", "id"],
+                name="item_gold_idx",
+                condition=Q(is_gold=True) & Q(gold_retired=False),
+            ),
         ]
 
     def __str__(self) -> str:

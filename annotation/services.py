@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections import defaultdict
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -146,13 +148,78 @@ def annotation_announce(*, annotation: Annotation) -> None:
 
 
 def annotation_create(
-    *, item: Item, author: AbstractBaseUser, value: Any, duration_ms: int
+    *, item: Item, author: AbstractBaseUser, value: Any, duration_ms: int, client_key: str = ""
 ) -> Annotation:
-    """Store one answer; callers hold the item's claim. Announces it after commit."""
+    """Store one answer; callers hold the item's claim. Announces it after commit.
+
+    `client_key` is the keyed hash of the submitting client (crowd.services.client_key_compute).
+    """
     cleaned = annotation_input_clean(project=item.project, value=value, duration_ms=duration_ms)
     annotation = Annotation.objects.create(
-        project_id=item.project_id, item=item, author=author, value=cleaned, duration_ms=duration_ms
+        project_id=item.project_id,
+        item=item,
+        author=author,
+        value=cleaned,
+        duration_ms=duration_ms,
+        client_key=client_key,
     )
     Item.objects.filter(pk=item.pk).update(annotation_count=F("annotation_count") + 1)
     annotation_announce(annotation=annotation)
     return annotation
+
+
+# --- routing and gold upkeep, called by the quality engine -----------------------------------
+
+TARGET_MAX = 32_767  # Item.target is a PositiveSmallIntegerField
+
+
+def item_targets_raise(*, project: Project, targets: Mapping[int, int]) -> int:
+    """Raise regular items' target (adaptive overlap); never lowers one. Returns changed rows.
+
+    Ids of other projects and of gold items are ignored. One UPDATE per distinct target.
+    """
+    by_target: dict[int, list[int]] = defaultdict(list)
+    for item_id, target in targets.items():
+        if isinstance(target, bool) or not isinstance(target, int) or not 1 <= target <= TARGET_MAX:
+            raise ValidationError(
+                {"targets": [f"Item {item_id}: target must be 1 to {TARGET_MAX}."]}
+            )
+        by_target[target].append(item_id)
+    changed = 0
+    with transaction.atomic():
+        for target, item_ids in sorted(by_target.items()):
+            changed += Item.objects.filter(
+                project_id=project.pk, is_gold=False, pk__in=item_ids, target__lt=target
+            ).update(target=target)
+    return changed
+
+
+def item_priorities_set(*, project: Project, high: Collection[int]) -> int:
+    """Mark the project's doubtful items: priority 1 for `high`, 0 for every other item.
+
+    Only rows whose priority changes are written; returns how many.
+    """
+    high_ids = list(set(high))
+    items = Item.objects.filter(project_id=project.pk)
+    with transaction.atomic():
+        raised = items.filter(pk__in=high_ids).exclude(priority=1).update(priority=1)
+        lowered = items.exclude(priority=0).exclude(pk__in=high_ids).update(priority=0)
+    return raised + lowered
+
+
+def gold_items_retire(*, project: Project, item_ids: Collection[int]) -> int:
+    """Stop serving these gold items (seen by too many workers); returns how many were retired."""
+    return Item.objects.filter(
+        project_id=project.pk, is_gold=True, gold_retired=False, pk__in=list(item_ids)
+    ).update(gold_retired=True)
+
+
+@transaction.atomic
+def item_promote_to_gold(*, item: Item, label: str) -> Item:
+    """Make a (high-confidence, expert-reviewed) item a gold question with answer `label`."""
+    locked = Item.objects.select_for_update().select_related("project").get(pk=item.pk)
+    gold = annotation_value_clean(project=locked.project, value={"label": label})
+    locked.gold = gold
+    locked.is_gold = True
+    locked.save(update_fields=["gold", "is_gold"])
+    return locked

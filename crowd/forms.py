@@ -45,3 +45,10 @@ class MemberAddForm(forms.Form):
     role = forms.ChoiceField(
         choices=ProjectMember.Role.choices, initial=ProjectMember.Role.ANNOTATOR, label="Role"
     )
+
+
+class WorkerBlockForm(forms.Form):
+    """An owner blocks a worker of the project; the reason is shown to the worker."""
+
+    username = forms.CharField(max_length=150, label="Worker's username")
+    reason = forms.CharField(max_length=2000, label="Reason", widget=forms.Textarea)

@@ -7,7 +7,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from annotation.models import Project, ProjectMember
-from crowd.models import Assignment, PoolMember, ProjectPool
+from crowd.models import Assignment, PoolMember, ProjectPool, WorkerBlock
 
 
 def project_list_for_worker(*, worker: AbstractBaseUser) -> QuerySet[Project]:
@@ -60,3 +60,56 @@ def worker_submitted_count(*, worker: AbstractBaseUser, project: Project) -> int
 
 def member_list(*, project: Project) -> QuerySet[ProjectMember]:
     return project.members.select_related("user").order_by("role", "user__username")
+
+
+def worker_block_active(*, worker: AbstractBaseUser, project: Project) -> WorkerBlock | None:
+    """The block that keeps the worker from labeling the project, or None.
+
+    A project block always counts. A pool block counts when every labeling pool of the project
+    the worker belongs to blocks them (a worker who also labels here through another pool
+    still may). The same rule as the claim query (crowd.services._labeler).
+    """
+    blocks = list(
+        WorkerBlock.objects.filter(
+            Q(project_id=project.pk)
+            | Q(
+                pool__project_pools__project_id=project.pk,
+                pool__project_pools__rule=ProjectPool.Rule.LABEL,
+            ),
+            worker_id=worker.pk,
+            lifted_at__isnull=True,
+        )
+        .select_related("pool")
+        .order_by("-id")
+    )
+    if not blocks:
+        return None
+    for block in blocks:
+        if block.project_id is not None:
+            return block
+    member_pools = set(
+        PoolMember.objects.filter(
+            user_id=worker.pk,
+            pool__project_pools__project_id=project.pk,
+            pool__project_pools__rule=ProjectPool.Rule.LABEL,
+        ).values_list("pool_id", flat=True)
+    )
+    if member_pools and member_pools <= {block.pool_id for block in blocks}:
+        return next(block for block in blocks if block.pool_id in member_pools)
+    return None
+
+
+def worker_block_list(*, project: Project, active: bool = True) -> QuerySet[WorkerBlock]:
+    """Blocks on the project and on the pools it draws from, newest first (active ones only,
+    unless `active` is False), with the worker, the pool and who blocked and lifted."""
+    blocks = WorkerBlock.objects.filter(
+        Q(project_id=project.pk) | Q(pool__project_pools__project_id=project.pk)
+    )
+    if active:
+        blocks = blocks.filter(lifted_at__isnull=True)
+    return blocks.select_related("worker", "pool", "created_by", "lifted_by").order_by("-id")
+
+
+def worker_block_get(*, project: Project, block_id: int) -> WorkerBlock:
+    """One block on the project itself (pool blocks are lifted where the pool is managed)."""
+    return WorkerBlock.objects.select_related("worker").get(pk=block_id, project_id=project.pk)

@@ -1,18 +1,25 @@
-"""Write use-cases of the crowd: pools, members and the assignment engine.
+"""Write use-cases of the crowd: pools, members, blocks, standings and the assignment engine.
 
 Lock order, everywhere: an Assignment row before its Item row; Item rows in primary-key order.
 Claiming locks a free Item row with SKIP LOCKED and inserts a new Assignment, so it never waits
 on a row another transaction holds.
+
+The claim's rules live in one queryset (`_claimable`), compiled to SQL for PostgreSQL's
+one-statement claim and run as is on SQLite: pool membership, blocks (project and pool),
+never the same item twice, open slots, retired gold never served, and the routing order
+(doubtful items, priority > 0, first for reliable workers and last for everyone else).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import json
 import random
 import time
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -23,7 +30,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from annotation.models import Annotation, Item, Project, ProjectMember
@@ -34,8 +41,29 @@ from annotation.services import (
     project_member_set,
 )
 from core.exceptions import ApplicationError, ConflictError, NotAllowedError
-from crowd.models import Assignment, Pool, PoolMember, ProjectPool
-from crowd.selectors import assignment_list_live
+from crowd.models import (
+    Assignment,
+    Pool,
+    PoolMember,
+    ProjectPool,
+    WorkerBlock,
+    WorkerSkill,
+    WorkerStanding,
+)
+from crowd.selectors import assignment_list_live, worker_block_active
+
+UPSERT_BATCH = 1_000
+
+
+class WorkerBlockedError(NotAllowedError):
+    """The worker is blocked from the project (403); the message carries the block's reason."""
+
+    code = "blocked"
+
+    def __init__(self, block: WorkerBlock) -> None:
+        super().__init__(f"You are blocked from this project. Reason: {block.reason}")
+        self.block = block
+
 
 CLAIM_ATTEMPTS = 3
 
@@ -148,37 +176,55 @@ def _expire_stale_now_and_then(*, project_id: int) -> None:
 
 
 def _labeler(*, worker: AbstractBaseUser, project: Project) -> Exists:
+    """The worker labels here: a member of a labeling pool of the project that has not blocked
+    them, and not blocked from the project itself. Neither depends on the item, so PostgreSQL
+    evaluates both once per statement (through the blocks' partial unique indexes)."""
+    pool_blocked = WorkerBlock.objects.filter(
+        worker_id=worker.pk, pool_id=OuterRef("pool_id"), lifted_at__isnull=True
+    )
+    project_blocked = WorkerBlock.objects.filter(
+        worker_id=worker.pk, project_id=project.pk, lifted_at__isnull=True
+    )
     return Exists(
         PoolMember.objects.filter(
             user_id=worker.pk,
             pool__project_pools__project_id=project.pk,
             pool__project_pools__rule=ProjectPool.Rule.LABEL,
         )
+        .exclude(Exists(pool_blocked))
+        .exclude(Exists(project_blocked))
     )
 
 
-def _claimable(*, worker: AbstractBaseUser, project: Project, gold: bool) -> Any:
-    """Items the worker may claim. Membership is part of the query, so a claim can't skip it."""
+def _claimable(
+    *, worker: AbstractBaseUser, project: Project, gold: bool, reliable: bool = False
+) -> Any:
+    """Items the worker may claim, best first. Membership and blocks are part of the query, so
+    a claim can't skip them. Each ordering walks its own partial index (annotation.Item.Meta).
+    """
     seen = Assignment.objects.filter(item_id=OuterRef("pk"), worker_id=worker.pk)
     items = Item.objects.filter(
         _labeler(worker=worker, project=project), project_id=project.pk, is_gold=gold
     )
     if gold:
-        return items.exclude(Exists(seen)).order_by("id")
+        return items.filter(gold_retired=False).exclude(Exists(seen)).order_by("id")
+    priority = "-priority" if reliable else "priority"
     return (
         items.filter(slots_taken__lt=F("target"))
         .exclude(Exists(seen))
-        .order_by("-slots_taken", "id")
+        .order_by(priority, "-slots_taken", "id")
     )
 
 
-def _claim_one(*, worker: AbstractBaseUser, project: Project, gold: bool) -> Assignment | None:
+def _claim_one(
+    *, worker: AbstractBaseUser, project: Project, gold: bool, reliable: bool = False
+) -> Assignment | None:
     """Lock one claimable item (skipping rows others hold), take a slot, record the claim."""
     if connection.vendor == "postgresql":
-        return _claim_one_postgres(worker=worker, project=project, gold=gold)
+        return _claim_one_postgres(worker=worker, project=project, gold=gold, reliable=reliable)
     with transaction.atomic():
         item = (
-            _claimable(worker=worker, project=project, gold=gold)
+            _claimable(worker=worker, project=project, gold=gold, reliable=reliable)
             .select_for_update(skip_locked=True, of=("self",))
             .only("id", "project_id", "data", "is_gold")
             .first()
@@ -199,11 +245,11 @@ _ANY_WORKER, _ANY_PROJECT = -900_001, -900_002
 
 
 @functools.cache
-def _claimable_sql(gold: bool) -> tuple[str, tuple[Any, ...]]:
+def _claimable_sql(gold: bool, reliable: bool) -> tuple[str, tuple[Any, ...]]:
     """The ORM's SQL for `_claimable`, compiled once (compiling costs more than running it)."""
     worker, project = SimpleNamespace(pk=_ANY_WORKER), SimpleNamespace(pk=_ANY_PROJECT)
-    query = _claimable(worker=worker, project=project, gold=gold).values("id")[:1].query  # type: ignore[arg-type]
-    return query.sql_with_params()
+    claimable = _claimable(worker=worker, project=project, gold=gold, reliable=reliable)  # type: ignore[arg-type]
+    return claimable.values("id")[:1].query.sql_with_params()
 
 
 def _fetch_one_prepared(sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | None:
@@ -233,13 +279,13 @@ def _fetch_one_prepared(sql: str, params: tuple[Any, ...]) -> tuple[Any, ...] | 
 
 
 def _claim_one_postgres(
-    *, worker: AbstractBaseUser, project: Project, gold: bool
+    *, worker: AbstractBaseUser, project: Project, gold: bool, reliable: bool
 ) -> Assignment | None:
     """The same claim as one statement: lock, take the slot and insert in one round trip.
 
     The item filter is the ORM's own SQL for `_claimable`, so both paths share one definition.
     """
-    picked_sql, picked_params = _claimable_sql(gold)
+    picked_sql, picked_params = _claimable_sql(gold, reliable)
     picked_params = tuple(
         worker.pk if p == _ANY_WORKER else project.pk if p == _ANY_PROJECT else p
         for p in picked_params
@@ -291,29 +337,57 @@ def _regular_left(*, worker: AbstractBaseUser, project: Project) -> bool:
     return claimable.values_list("id", flat=True).first() is not None
 
 
+_STANDING_SQL = (
+    'SELECT "gold_rate", "reliable" FROM "crowd_workerstanding" '
+    'WHERE "project_id" = %s AND "worker_id" = %s'
+)
+
+
+def _standing(*, worker: AbstractBaseUser, project: Project) -> tuple[float, bool]:
+    """The worker's gold rate (the project's gold ratio unless the quality engine set one) and
+    whether they count as reliable. One lookup on the standing's unique index (a prepared
+    statement on PostgreSQL, like the claim: it runs on every next call)."""
+    if connection.vendor == "postgresql":
+        row = _fetch_one_prepared(_STANDING_SQL, (project.pk, worker.pk))
+    else:
+        standing = WorkerStanding.objects.filter(project_id=project.pk, worker_id=worker.pk)
+        row = standing.values_list("gold_rate", "reliable").first()
+    gold_rate, reliable = row or (None, False)
+    return (project.gold_ratio if gold_rate is None else gold_rate), bool(reliable)
+
+
 def assignment_claim_next(*, worker: AbstractBaseUser, project: Project) -> Assignment | None:
-    """Give the worker one item: fullest open items first, gold mixed in at the gold ratio.
+    """Give the worker one item: fullest open items first, gold mixed in at the worker's gold
+    rate (adaptive gold), doubtful items first for reliable workers and last for the others.
 
     Returns None when no regular item is left for this worker (gold alone is never served).
-    Membership is checked inside the claim query; only an empty result pays for telling
-    "nothing left" (None) from "not a labeler here" (NotAllowedError).
+    Membership and blocks are checked inside the claim query; only an empty result pays for
+    telling "nothing left" (None) from "blocked" (WorkerBlockedError, with the reason) and
+    "not a labeler here" (NotAllowedError).
     """
     _expire_stale_now_and_then(project_id=project.pk)
-    claimed = _claim_next(worker=worker, project=project)
-    if claimed is None and not worker_may_label(worker=worker, project=project):
-        raise NotAllowedError("You are not a labeler on this project.")
+    gold_rate, reliable = _standing(worker=worker, project=project)
+    claimed = _claim_next(worker=worker, project=project, gold_rate=gold_rate, reliable=reliable)
+    if claimed is None:
+        block = worker_block_active(worker=worker, project=project)
+        if block is not None:
+            raise WorkerBlockedError(block)
+        if not worker_may_label(worker=worker, project=project):
+            raise NotAllowedError("You are not a labeler on this project.")
     return claimed
 
 
-def _claim_next(*, worker: AbstractBaseUser, project: Project) -> Assignment | None:
-    want_gold = project.gold_ratio > 0 and random.random() < project.gold_ratio
+def _claim_next(
+    *, worker: AbstractBaseUser, project: Project, gold_rate: float, reliable: bool
+) -> Assignment | None:
+    want_gold = gold_rate > 0 and random.random() < gold_rate
     for _attempt in range(CLAIM_ATTEMPTS):
         try:
             if want_gold and _regular_left(worker=worker, project=project):
                 gold = _claim_one(worker=worker, project=project, gold=True)
                 if gold is not None:
                     return gold
-            return _claim_one(worker=worker, project=project, gold=False)
+            return _claim_one(worker=worker, project=project, gold=False, reliable=reliable)
         except IntegrityError:
             # A concurrent claim by this same worker won the (item, worker) race: try again.
             continue
@@ -331,19 +405,41 @@ def _assignment_lock(*, assignment_id: int, worker: AbstractBaseUser) -> Assignm
         raise ApplicationError("No such assignment.", code="not_found") from None
 
 
+def client_key_compute(*, address: str, user_agent: str) -> str:
+    """A keyed hash (HMAC-SHA256 with SECRET_KEY, 32 hex characters) of a client's network
+    address and user agent: several accounts behind one device share it, and the address itself
+    is never stored. "" when both are unknown."""
+    if not address and not user_agent:
+        return ""
+    message = f"{address}\n{user_agent}".encode()
+    digest = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
+    return digest[:32]
+
+
 def assignment_submit(
-    *, assignment: Assignment, worker: AbstractBaseUser, value: Any, duration_ms: int
+    *,
+    assignment: Assignment,
+    worker: AbstractBaseUser,
+    value: Any,
+    duration_ms: int,
+    client_key: str = "",
 ) -> Annotation:
     """Store the worker's answer for a claim. Repeating a submit returns the same annotation.
 
-    A late submit is still taken while its slot is free; otherwise it is refused (409).
+    A late submit is still taken while its slot is free and the worker is not blocked;
+    otherwise it is refused (409, or 403 for a blocked worker). `client_key` comes from
+    client_key_compute.
     """
     cleaned = annotation_input_clean(
         project=assignment.project, value=value, duration_ms=duration_ms
     )
     if connection.vendor == "postgresql":
         stored = _submit_reserved_postgres(
-            assignment=assignment, worker=worker, value=cleaned, duration_ms=duration_ms
+            assignment=assignment,
+            worker=worker,
+            value=cleaned,
+            duration_ms=duration_ms,
+            client_key=client_key,
         )
         if stored is not None:
             return stored
@@ -354,6 +450,10 @@ def assignment_submit(
         if locked.status == Assignment.Status.SKIPPED:
             raise ConflictError("This item was skipped; it cannot be submitted.", code="skipped")
         if locked.status == Assignment.Status.EXPIRED:
+            # Blocking a worker expires their reservations: a late submit must not sneak in.
+            block = worker_block_active(worker=worker, project=locked.item.project)
+            if block is not None:
+                raise WorkerBlockedError(block)
             retaken = Item.objects.filter(pk=locked.item_id, slots_taken__lt=F("target")).update(
                 slots_taken=F("slots_taken") + 1
             )
@@ -362,7 +462,11 @@ def assignment_submit(
                     "The reservation expired and the item was given to others.", code="expired"
                 )
         annotation = annotation_create(
-            item=locked.item, author=worker, value=value, duration_ms=duration_ms
+            item=locked.item,
+            author=worker,
+            value=value,
+            duration_ms=duration_ms,
+            client_key=client_key,
         )
         locked.status = Assignment.Status.SUBMITTED
         locked.annotation = annotation
@@ -372,7 +476,12 @@ def assignment_submit(
 
 
 def _submit_reserved_postgres(
-    *, assignment: Assignment, worker: AbstractBaseUser, value: dict, duration_ms: int
+    *,
+    assignment: Assignment,
+    worker: AbstractBaseUser,
+    value: dict,
+    duration_ms: int,
+    client_key: str,
 ) -> Annotation | None:
     """The common case (a live reservation) in one statement: lock it, store the annotation,
     count it on the item and close the claim. None when the claim is not reserved any more;
@@ -387,8 +496,9 @@ def _submit_reserved_postgres(
         ),
         stored AS (
             INSERT INTO "annotation_annotation"
-                ("project_id", "item_id", "author_id", "value", "duration_ms", "created_at")
-            SELECT held."project_id", held."item_id", %s, %s::jsonb, %s, %s FROM held
+                ("project_id", "item_id", "author_id", "value", "duration_ms", "client_key",
+                 "created_at")
+            SELECT held."project_id", held."item_id", %s, %s::jsonb, %s, %s, %s FROM held
             RETURNING "id", "item_id", "project_id"
         ),
         counted AS (
@@ -409,6 +519,7 @@ def _submit_reserved_postgres(
         worker.pk,
         json.dumps(value),
         duration_ms,
+        client_key,
         now,
         Assignment.Status.SUBMITTED,
         now,
@@ -424,6 +535,7 @@ def _submit_reserved_postgres(
         author=worker,
         value=value,
         duration_ms=duration_ms,
+        client_key=client_key,
         created_at=now,
     )
     annotation_announce(annotation=annotation)
@@ -465,3 +577,177 @@ def assignment_list_ready(
             break
         ready.append(claimed)
     return ready
+
+
+# --- blocks, standings and skills (the quality engine calls these too) -----------------------
+
+
+def _reservations_release(*, worker: AbstractBaseUser, project_ids: Collection[int]) -> int:
+    """Expire the worker's reservations (live or stale) in these projects and free their slots.
+
+    Locks the assignments, then their items in primary-key order (the module's lock order).
+    """
+    rows = list(
+        Assignment.objects.filter(
+            worker_id=worker.pk, project_id__in=list(project_ids), status=Assignment.Status.RESERVED
+        )
+        .order_by("pk")
+        .select_for_update()
+        .values_list("id", "item_id")
+    )
+    if not rows:
+        return 0
+    Assignment.objects.filter(pk__in=[row[0] for row in rows]).update(
+        status=Assignment.Status.EXPIRED, finished_at=timezone.now()
+    )
+    _slots_release(Counter(row[1] for row in rows))
+    return len(rows)
+
+
+@transaction.atomic
+def worker_block(
+    *,
+    worker: AbstractBaseUser,
+    project: Project | None = None,
+    pool: Pool | None = None,
+    reason: str,
+    source: str = WorkerBlock.Source.OWNER,
+    created_by: AbstractBaseUser | None = None,
+) -> WorkerBlock:
+    """Bar the worker from a project, or from a pool (every project it serves).
+
+    Idempotent: an active block of the same scope is returned as it is. The worker's
+    reservations in the scope are released and their slots freed at once.
+    """
+    if (project is None) == (pool is None):
+        raise ValidationError("Block a worker from exactly one project or one pool.")
+    reason = (reason or "").strip()
+    if not reason:
+        raise ValidationError({"reason": ["Give the worker a reason."]})
+    if source not in WorkerBlock.Source.values:
+        raise ValidationError({"source": [f"Unknown source {source!r}."]})
+    scope: dict[str, Any] = {"project": project} if project is not None else {"pool": pool}
+    active = WorkerBlock.objects.filter(worker_id=worker.pk, lifted_at__isnull=True, **scope)
+    block = active.first()
+    if block is not None:
+        return block
+    try:
+        with transaction.atomic():
+            block = WorkerBlock.objects.create(
+                worker=worker, reason=reason, source=source, created_by=created_by, **scope
+            )
+    except IntegrityError:  # a concurrent block of the same scope committed first
+        return active.get()
+    if project is not None:
+        project_ids: list[int] = [project.pk]
+    else:
+        project_ids = list(
+            ProjectPool.objects.filter(pool=pool).values_list("project_id", flat=True)
+        )
+    _reservations_release(worker=worker, project_ids=project_ids)
+    return block
+
+
+@transaction.atomic
+def worker_unblock(*, block: WorkerBlock, lifted_by: AbstractBaseUser | None = None) -> WorkerBlock:
+    """Lift a block (kept as history); the worker is offered work again. Idempotent."""
+    locked = (
+        WorkerBlock.objects.select_for_update(of=("self",))
+        .select_related("worker", "created_by")
+        .get(pk=block.pk)
+    )
+    if locked.lifted_at is None:
+        locked.lifted_at = timezone.now()
+        locked.lifted_by = lifted_by
+        locked.save(update_fields=["lifted_at", "lifted_by"])
+    return locked
+
+
+def worker_is_blocked(*, worker: AbstractBaseUser, project: Project) -> bool:
+    """True when the worker may not label the project because of a block (see
+    crowd.selectors.worker_block_active for how pool blocks count)."""
+    return worker_block_active(worker=worker, project=project) is not None
+
+
+def worker_standings_set(
+    *, project: Project, standings: Mapping[int, tuple[float | None, bool]]
+) -> None:
+    """Upsert the assignment engine's view of workers: worker id -> (gold rate, reliable).
+
+    A gold rate of None means the project's gold ratio. One INSERT ... ON CONFLICT per
+    UPSERT_BATCH workers.
+    """
+    rows = []
+    for worker_id, (gold_rate, reliable) in standings.items():
+        if gold_rate is not None and not 0 <= gold_rate <= 1:
+            raise ValidationError({"gold_rate": [f"Worker {worker_id}: between 0 and 1."]})
+        rows.append(
+            WorkerStanding(
+                project_id=project.pk,
+                worker_id=worker_id,
+                gold_rate=None if gold_rate is None else float(gold_rate),
+                reliable=bool(reliable),
+            )
+        )
+    WorkerStanding.objects.bulk_create(
+        rows,
+        batch_size=UPSERT_BATCH,
+        update_conflicts=True,
+        unique_fields=["project", "worker"],
+        update_fields=["gold_rate", "reliable", "updated_at"],
+    )
+
+
+def worker_skills_set(*, name: str, scores: Mapping[int, tuple[float, int]]) -> None:
+    """Upsert one skill for many workers: worker id -> (score 0..100, gold answers behind it)."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise ValidationError({"name": ["A skill name is 1 to 100 characters."]})
+    rows = []
+    for worker_id, (score, evidence) in scores.items():
+        if not 0 <= score <= 100 or evidence < 0:
+            raise ValidationError(
+                {"scores": [f"Worker {worker_id}: score 0 to 100, evidence at least 0."]}
+            )
+        rows.append(
+            WorkerSkill(worker_id=worker_id, name=name, score=float(score), evidence=int(evidence))
+        )
+    WorkerSkill.objects.bulk_create(
+        rows,
+        batch_size=UPSERT_BATCH,
+        update_conflicts=True,
+        unique_fields=["worker", "name"],
+        update_fields=["score", "evidence", "updated_at"],
+    )
+
+
+def project_worker_block(
+    *,
+    project: Project,
+    reason: str,
+    created_by: AbstractBaseUser | None,
+    worker_id: int | None = None,
+    username: str | None = None,
+) -> WorkerBlock:
+    """An owner blocks a worker of the project, named by id or username, with a reason.
+
+    The worker must label for the project (a member of one of its pools) or hold a role on it;
+    owners cannot be blocked.
+    """
+    if (worker_id is None) == (username is None):
+        raise ValidationError({"worker": ["Name the worker by id or by username."]})
+    users = get_user_model().objects.filter(
+        Q(pool_memberships__pool__project_pools__project_id=project.pk)
+        | Q(project_roles__project_id=project.pk)
+    )
+    found = users.filter(pk=worker_id) if worker_id is not None else users.filter(username=username)
+    worker = found.distinct().first()
+    if worker is None:
+        name = f"#{worker_id}" if worker_id is not None else repr(username)
+        raise ValidationError({"worker": [f"No worker {name} on this project."]})
+    owner = ProjectMember.objects.filter(
+        project_id=project.pk, user_id=worker.pk, role=ProjectMember.Role.OWNER
+    )
+    if owner.exists():
+        raise ValidationError({"worker": ["A project owner cannot be blocked."]})
+    return worker_block(worker=worker, project=project, reason=reason, created_by=created_by)

@@ -20,4 +20,10 @@ urlpatterns = [
         name="label-skip",
     ),
     path("projects/<int:pk>/members/", views.project_members, name="members"),
+    path("projects/<int:pk>/members/blocks/", views.member_block, name="member-block"),
+    path(
+        "projects/<int:pk>/members/blocks/<int:block_id>/lift/",
+        views.member_unblock,
+        name="member-unblock",
+    ),
 ]

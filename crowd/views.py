@@ -1,4 +1,5 @@
-"""HTML pages of the crowd: the labeling page with its two fragment endpoints, and members.
+"""HTML pages of the crowd: the labeling page with its two fragment endpoints, and members
+(with blocking and unblocking workers).
 
 The labeling page keeps the worker one item ahead: it shows the current item and holds the
 next one, so a submit swaps items on the client at once while the answer (and the claim that
@@ -23,19 +24,25 @@ from annotation.access import OWNERS, project_access
 from annotation.models import Project
 from core.exceptions import ApplicationError
 from core.http import HtmxHttpRequest
-from crowd.forms import LabelSkipForm, LabelSubmitForm, MemberAddForm
-from crowd.models import Assignment
+from crowd.forms import LabelSkipForm, LabelSubmitForm, MemberAddForm, WorkerBlockForm
+from crowd.models import Assignment, WorkerBlock
 from crowd.selectors import (
     assignment_get_for_worker,
     member_list,
+    worker_block_get,
+    worker_block_list,
     worker_submitted_count,
 )
 from crowd.services import (
+    WorkerBlockedError,
     assignment_list_ready,
     assignment_skip,
     assignment_submit,
+    client_key_compute,
     project_member_add,
+    project_worker_block,
     worker_may_label,
+    worker_unblock,
 )
 
 LABEL_TEMPLATE = "crowd/assignment_label.html"
@@ -62,15 +69,25 @@ def _own_assignment(request: HtmxHttpRequest, project: Project, assignment_id: i
     return assignment
 
 
+def _client_key(request: HtmxHttpRequest) -> str:
+    meta = request.META
+    return client_key_compute(
+        address=meta.get("REMOTE_ADDR", ""), user_agent=meta.get("HTTP_USER_AGENT", "")
+    )
+
+
 def _refill(
     request: HtmxHttpRequest, project: Project, form: LabelSkipForm, *, status: int, notice: str
 ) -> TemplateResponse:
-    ready = assignment_list_ready(
-        worker=request.user,  # type: ignore[arg-type]
-        project=project,
-        held=form.ids("held"),
-        pending=form.ids("pending"),
-    )
+    try:
+        ready = assignment_list_ready(
+            worker=request.user,  # type: ignore[arg-type]
+            project=project,
+            held=form.ids("held"),
+            pending=form.ids("pending"),
+        )
+    except WorkerBlockedError as error:  # blocked meanwhile: no more work, and the reason why
+        ready, status, notice = [], error.status_code, notice or error.message
     context = {"project": project, "ready": ready, "notice": notice}
     return TemplateResponse(request, f"{LABEL_TEMPLATE}#label-refill", context, status=status)
 
@@ -80,13 +97,13 @@ def _refill(
 def label_page(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The labeling page: current item, the next one held ready, labels with hotkeys."""
     project, role = _labeling_project(request, pk)
-    ready = assignment_list_ready(worker=request.user, project=project, held=())  # type: ignore[arg-type]
-    context = {
-        "project": project,
-        "role": role,
-        "ready": ready,
-        "done": worker_submitted_count(worker=request.user, project=project),  # type: ignore[arg-type]
-    }
+    context: dict[str, Any] = {"project": project, "role": role}
+    try:
+        context["ready"] = assignment_list_ready(worker=request.user, project=project, held=())  # type: ignore[arg-type]
+    except WorkerBlockedError as error:  # the page says so, with the owner's reason
+        context["blocked"] = error.block
+        return TemplateResponse(request, LABEL_TEMPLATE, context, status=error.status_code)
+    context["done"] = worker_submitted_count(worker=request.user, project=project)  # type: ignore[arg-type]
     return TemplateResponse(request, LABEL_TEMPLATE, context)
 
 
@@ -105,6 +122,7 @@ def label_submit(request: HtmxHttpRequest, pk: int, assignment_id: int) -> HttpR
                 worker=request.user,  # type: ignore[arg-type]
                 value={"label": form.cleaned_data["label"]},
                 duration_ms=form.cleaned_data["duration_ms"],
+                client_key=_client_key(request),
             )
             status, notice = 200, ""
         except ApplicationError as error:
@@ -130,16 +148,49 @@ def label_skip(request: HtmxHttpRequest, pk: int, assignment_id: int) -> HttpRes
     return _refill(request, project, form, status=status, notice=notice)
 
 
-@login_required
-@require_http_methods(["GET", "POST"])
-def project_members(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    """List the project's members and add an existing user with a role (owners only)."""
-    project, role = project_access(
+def _members_project(request: HtmxHttpRequest, pk: int) -> tuple[Project, str]:
+    return project_access(
         user=request.user,
         project_id=pk,
         roles=OWNERS,
         denied="Only the project's owners manage members.",
     )
+
+
+def _members_page(
+    request: HtmxHttpRequest,
+    project: Project,
+    role: str,
+    *,
+    form: MemberAddForm | None = None,
+    block_form: WorkerBlockForm | None = None,
+    partial: str = "",
+) -> TemplateResponse:
+    form = form or MemberAddForm()
+    block_form = block_form or WorkerBlockForm()
+    context: dict[str, Any] = {
+        "project": project,
+        "role": role,
+        "members": member_list(project=project),
+        "blocks": worker_block_list(project=project),
+        "form": form,
+        "block_form": block_form,
+    }
+    template = "crowd/member_list.html" + (f"#{partial}" if partial and request.htmx else "")
+    invalid = form.errors or block_form.errors
+    return TemplateResponse(request, template, context, status=422 if invalid else 200)
+
+
+def _back_to_members(request: HtmxHttpRequest, project: Project) -> HttpResponse:
+    url = reverse("crowd:members", args=[project.pk])
+    return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def project_members(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """List the project's members and blocks; add an existing user with a role (owners only)."""
+    project, role = _members_project(request, pk)
     form = MemberAddForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -149,14 +200,45 @@ def project_members(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             form.add_error(None, error)
         else:
             messages.success(request, f"{data['username']} is now {data['role']} on this project.")
-            url = reverse("crowd:members", args=[project.pk])
-            return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
-    context: dict[str, Any] = {
-        "project": project,
-        "role": role,
-        "members": member_list(project=project),
-        "form": form,
-    }
-    template = "crowd/member_list.html"
-    template += "#member-form" if request.htmx else ""
-    return TemplateResponse(request, template, context, status=422 if form.errors else 200)
+            return _back_to_members(request, project)
+    return _members_page(request, project, role, form=form, partial="member-form")
+
+
+@login_required
+@require_POST
+def member_block(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Block a worker of the project with a reason (owners only); their reservations go back."""
+    project, role = _members_project(request, pk)
+    block_form = WorkerBlockForm(request.POST)
+    if block_form.is_valid():
+        data = block_form.cleaned_data
+        try:
+            project_worker_block(
+                project=project,
+                username=data["username"],
+                reason=data["reason"],
+                created_by=request.user,  # type: ignore[arg-type]
+            )
+        except ValidationError as error:
+            errors = error.message_dict if hasattr(error, "error_dict") else {None: error.messages}
+            for name, texts in errors.items():
+                field = "username" if name == "worker" else name
+                block_form.add_error(field if field in block_form.fields else None, texts)
+        else:
+            messages.success(request, f"{data['username']} is blocked from this project.")
+            return _back_to_members(request, project)
+    return _members_page(request, project, role, block_form=block_form, partial="block-form")
+
+
+@login_required
+@require_POST
+def member_unblock(request: HtmxHttpRequest, pk: int, block_id: int) -> HttpResponse:
+    """Lift one of the project's blocks (owners only)."""
+    project, _role = _members_project(request, pk)
+    try:
+        block = worker_block_get(project=project, block_id=block_id)
+    except WorkerBlock.DoesNotExist:
+        raise Http404("No such block.") from None
+    worker_unblock(block=block, lifted_by=request.user)  # type: ignore[arg-type]
+    messages.success(request, f"{block.worker.username} may label this project again.")
+    return _back_to_members(request, project)

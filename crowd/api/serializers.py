@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from annotation.models import Annotation, ProjectMember
-from crowd.models import Assignment
+from crowd.models import Assignment, WorkerBlock
 
 
 class WorkItemSerializer(serializers.Serializer):
@@ -56,3 +56,34 @@ class MemberOutputSerializer(serializers.Serializer):
     username = serializers.CharField(source="user.username")
     role = serializers.CharField()
     created_at = serializers.DateTimeField()
+
+
+class BlockInputSerializer(serializers.Serializer):
+    """Who to block (by user id or username) and why; the reason is shown to the worker."""
+
+    worker = serializers.IntegerField(required=False, min_value=1)
+    username = serializers.CharField(max_length=150, required=False)
+    reason = serializers.CharField(max_length=2000)
+
+    def validate(self, attrs: dict) -> dict:
+        if ("worker" in attrs) == ("username" in attrs):
+            raise serializers.ValidationError({"worker": ["Give either worker or username."]})
+        return attrs
+
+
+class BlockOutputSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    worker = serializers.IntegerField(source="worker_id")
+    username = serializers.CharField(source="worker.username")
+    scope = serializers.SerializerMethodField()
+    pool = serializers.IntegerField(source="pool_id", allow_null=True)
+    reason = serializers.CharField()
+    source = serializers.ChoiceField(choices=WorkerBlock.Source.choices)
+    created_at = serializers.DateTimeField()
+    created_by = serializers.CharField(source="created_by.username", allow_null=True, default=None)
+    lifted_at = serializers.DateTimeField(allow_null=True)
+    lifted_by = serializers.CharField(source="lifted_by.username", allow_null=True, default=None)
+    active = serializers.BooleanField(source="is_active")
+
+    def get_scope(self, block: WorkerBlock) -> str:
+        return "project" if block.project_id is not None else "pool"

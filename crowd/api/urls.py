@@ -23,4 +23,14 @@ urlpatterns = [
         views.ProjectMemberListApi.as_view(),
         name="project-members",
     ),
+    path(
+        "projects/<int:project_id>/blocks/",
+        views.ProjectBlockListApi.as_view(),
+        name="project-blocks",
+    ),
+    path(
+        "projects/<int:project_id>/blocks/<int:block_id>/lift/",
+        views.ProjectBlockLiftApi.as_view(),
+        name="project-block-lift",
+    ),
 ]

@@ -1,4 +1,4 @@
-"""The crowd API: getting work, submitting and skipping it, and project membership."""
+"""The crowd API: getting work, submitting and skipping it, project membership and blocks."""
 
 from __future__ import annotations
 
@@ -17,19 +17,24 @@ from core.api.throttling import FixedWindowThrottle
 from core.exceptions import NotAllowedError
 from crowd.api.serializers import (
     AssignmentOutputSerializer,
+    BlockInputSerializer,
+    BlockOutputSerializer,
     MemberInputSerializer,
     MemberOutputSerializer,
     SkipOutputSerializer,
     SubmitInputSerializer,
     SubmitOutputSerializer,
 )
-from crowd.models import Assignment
-from crowd.selectors import member_list
+from crowd.models import Assignment, WorkerBlock
+from crowd.selectors import member_list, worker_block_get, worker_block_list
 from crowd.services import (
     assignment_claim_next,
     assignment_skip,
     assignment_submit,
+    client_key_compute,
     project_member_add,
+    project_worker_block,
+    worker_unblock,
 )
 
 NEXT_PARAMETER = OpenApiParameter(
@@ -49,6 +54,17 @@ def _own_assignment(request: Request, assignment_id: int) -> Assignment:
     )
 
 
+def _client_key(request: Request) -> str:
+    meta = request.META
+    return client_key_compute(
+        address=meta.get("REMOTE_ADDR", ""), user_agent=meta.get("HTTP_USER_AGENT", "")
+    )
+
+
+def _owned_project(request: Request, project_id: int, denied: str) -> Project:
+    return project_access(user=request.user, project_id=project_id, roles=OWNERS, denied=denied)[0]
+
+
 def _wants_next(request: Request) -> bool:
     return request.query_params.get("next", "").lower() in {"1", "true", "yes"}
 
@@ -59,13 +75,15 @@ class CrowdApi(APIView):
 
 
 class ProjectNextApi(CrowdApi):
-    """Claim the next item for the calling worker; 204 when nothing is left for them."""
+    """Claim the next item for the calling worker; 204 when nothing is left for them, 403 (code
+    `blocked`, with the reason) when they are blocked from the project."""
 
     @extend_schema(
         request=None,
         responses={
             200: AssignmentOutputSerializer,
             204: OpenApiResponse(description="Nothing left for this worker."),
+            403: OpenApiResponse(description="Not a labeler here, or blocked (with the reason)."),
         },
     )
     def post(self, request: Request, project_id: int) -> Response:
@@ -102,6 +120,7 @@ class AssignmentSubmitApi(CrowdApi):
             worker=request.user,
             value={"label": data.validated_data["label"]},
             duration_ms=data.validated_data["duration_ms"],
+            client_key=_client_key(request),
         )
         body = {"annotation": annotation}
         if _wants_next(request):
@@ -126,12 +145,7 @@ class ProjectMemberListApi(APIView):
     """List a project's members, or give an existing user a role (owners only)."""
 
     def _owned_project(self, request: Request, project_id: int) -> Project:
-        return project_access(
-            user=request.user,
-            project_id=project_id,
-            roles=OWNERS,
-            denied="Only the project's owners manage its members.",
-        )[0]
+        return _owned_project(request, project_id, "Only the project's owners manage its members.")
 
     @extend_schema(responses={200: MemberOutputSerializer(many=True)})
     def get(self, request: Request, project_id: int) -> Response:
@@ -145,3 +159,51 @@ class ProjectMemberListApi(APIView):
         data.is_valid(raise_exception=True)
         member = project_member_add(project=project, **data.validated_data)
         return Response(MemberOutputSerializer(member).data, status=status.HTTP_201_CREATED)
+
+
+BLOCKS_DENIED = "Only the project's owners block workers."
+
+
+class ProjectBlockListApi(APIView):
+    """The project's blocks (active ones; `?all=1` adds lifted ones), or block a worker of the
+    project with a reason (owners only). Blocking releases the worker's reservations."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("all", OpenApiTypes.BOOL, description="Include lifted blocks.")
+        ],
+        responses={200: BlockOutputSerializer(many=True)},
+    )
+    def get(self, request: Request, project_id: int) -> Response:
+        project = _owned_project(request, project_id, BLOCKS_DENIED)
+        everything = request.query_params.get("all", "").lower() in {"1", "true", "yes"}
+        blocks = worker_block_list(project=project, active=not everything)
+        return Response(BlockOutputSerializer(blocks, many=True).data)
+
+    @extend_schema(request=BlockInputSerializer, responses={201: BlockOutputSerializer})
+    def post(self, request: Request, project_id: int) -> Response:
+        project = _owned_project(request, project_id, BLOCKS_DENIED)
+        data = BlockInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        block = project_worker_block(
+            project=project,
+            worker_id=data.validated_data.get("worker"),
+            username=data.validated_data.get("username"),
+            reason=data.validated_data["reason"],
+            created_by=request.user,
+        )
+        return Response(BlockOutputSerializer(block).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectBlockLiftApi(APIView):
+    """Lift one of the project's blocks (owners only); the worker gets work again."""
+
+    @extend_schema(request=None, responses={200: BlockOutputSerializer})
+    def post(self, request: Request, project_id: int, block_id: int) -> Response:
+        project = _owned_project(request, project_id, BLOCKS_DENIED)
+        try:
+            block = worker_block_get(project=project, block_id=block_id)
+        except WorkerBlock.DoesNotExist:
+            raise NotFound() from None
+        lifted = worker_unblock(block=block, lifted_by=request.user)
+        return Response(BlockOutputSerializer(lifted).data)

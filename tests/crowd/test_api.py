@@ -5,6 +5,7 @@ from rest_framework.test import APIClient
 
 from annotation.models import Annotation
 from crowd.models import Assignment
+from crowd.services import client_key_compute
 from tests.annotation.factories import ItemFactory, ProjectFactory, UserFactory
 from tests.crowd.factories import make_annotator
 
@@ -218,3 +219,18 @@ def test_submit_succeeds_when_quality_scheduling_fails(
 
     assert response.status_code == 200
     assert Annotation.objects.filter(item=item).count() == 1
+
+
+def test_submit_stores_a_keyed_hash_of_the_client(project, worker, item):
+    client = APIClient(REMOTE_ADDR="192.0.2.77", HTTP_USER_AGENT="LabelBot/2.1")
+    client.force_authenticate(worker)
+    claimed = client.post(f"/api/v1/projects/{project.pk}/next/").json()
+
+    response = client.post(
+        f"/api/v1/assignments/{claimed['assignment']}/submit/", {"label": "positive"}
+    )
+
+    assert response.status_code == 200
+    stored = Annotation.objects.get().client_key
+    assert stored == client_key_compute(address="192.0.2.77", user_agent="LabelBot/2.1")
+    assert stored != client_key_compute(address="192.0.2.78", user_agent="LabelBot/2.1")

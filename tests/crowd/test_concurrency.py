@@ -3,7 +3,9 @@
 Each thread is one annotator with its own database connection. Like the labeling page, it keeps
 up to two reservations (the item on screen and the one held ready), submits most items, skips
 some, and lets some reservations run out (their deadline is moved into the past, which is what
-the clock would do; the worker then tries a late submit or walks away).
+the clock would do; the worker then tries a late submit or walks away). The quality engine's
+steering is on: a tenth of the items are doubtful (served first to the reliable half of the
+crowd), and a quarter of the workers have their own gold rate.
 """
 
 from __future__ import annotations
@@ -21,9 +23,15 @@ from django.db.models import Count, F
 from django.utils import timezone
 
 from annotation.models import Annotation, Item
+from annotation.services import item_priorities_set
 from core.exceptions import ConflictError
 from crowd.models import Assignment
-from crowd.services import assignment_claim_next, assignment_skip, assignment_submit
+from crowd.services import (
+    assignment_claim_next,
+    assignment_skip,
+    assignment_submit,
+    worker_standings_set,
+)
 from tests.annotation.factories import ProjectFactory, UserFactory
 from tests.crowd.factories import make_annotator
 
@@ -127,6 +135,11 @@ def test_concurrent_workers_fill_every_item_exactly_to_overlap():
     regular = _items(project, ITEMS, gold=False)
     gold = _items(project, GOLD_ITEMS, gold=True)
     workers = [make_annotator(project, f"worker{n:02d}") for n in range(WORKERS)]
+    item_priorities_set(project=project, high=[item.pk for item in regular[::10]])
+    worker_standings_set(
+        project=project,
+        standings={w.pk: (0.3 if n % 4 == 1 else None, n % 2 == 0) for n, w in enumerate(workers)},
+    )
     stats, errors = Counter(), []
     start = threading.Barrier(WORKERS)
     stop_at = time.monotonic() + DEADLINE_SECONDS

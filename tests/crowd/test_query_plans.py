@@ -1,13 +1,15 @@
 """The hot assignment queries use indexes on a realistically sized project (PostgreSQL).
 
-The data: a project with 20,000 items (some complete, some partly taken, the rest open) and 300
-gold items, a second project of 5,000 items as noise, three veteran workers with ~38,000
-assignments and ~30,000 annotations between them (some reservations already stale), and one new
-worker. The real statements of claim, stale expiry, submit and skip are captured while the services
-run. Each distinct statement is EXPLAIN ANALYZEd just before it executes, inside a savepoint that
-is rolled back. A plan fails when it scans the item, assignment or annotation table sequentially,
-or when it reads and throws away more than DISCARD_BUDGET of their rows (an index walk that
-filters most of what it reads is a sequential scan in disguise).
+The data: a project with 20,000 items (some complete, some partly taken, the rest open; a few
+complete ones turned doubtful by the quality engine: priority 1 and a raised target) and 300 gold
+items (a third of them retired), a second project of 5,000 items as noise, three veteran workers
+with ~38,000 assignments and ~30,000 annotations between them (some reservations already stale),
+one new worker, and one new worker the quality engine counts as reliable. The real statements
+of claim (regular, gold, reliable, blocked), block, stale expiry, submit and skip are captured
+while the services run. Each distinct statement is EXPLAIN ANALYZEd just before it executes,
+inside a savepoint that is rolled back. A plan fails when it scans the item, assignment or
+annotation table sequentially, or when it reads and throws away more than DISCARD_BUDGET of their
+rows (an index walk that filters most of what it reads is a sequential scan in disguise).
 
 Run with -s to print the plans: pytest tests/crowd/test_query_plans.py -s
 """
@@ -27,12 +29,14 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from annotation.models import Annotation, Item, Project
-from crowd.models import Assignment
+from crowd.models import Assignment, WorkerStanding
 from crowd.services import (
+    WorkerBlockedError,
     assignment_claim_next,
     assignment_expire_stale,
     assignment_skip,
     assignment_submit,
+    worker_block,
 )
 from tests.annotation.factories import ProjectFactory, UserFactory
 from tests.crowd.factories import make_annotator
@@ -43,6 +47,8 @@ REGULAR_ITEMS = 20_000
 GOLD_ITEMS = 300
 NOISE_ITEMS = 5_000
 OVERLAP = 3
+DOUBTFUL_SHARE = 0.06  # of the complete items: reopened for more annotators, routed first
+RAISED_TARGET = 5
 HOT_TABLES = ("annotation_item", "crowd_assignment", "annotation_annotation")
 # A statement may read and discard at most this many hot-table rows (filters, rechecks): about 4%
 # of the item table. An index that fits the query reads roughly what it returns.
@@ -57,6 +63,7 @@ class Crowd:
     project: Project
     veterans: list
     newcomer: object
+    reliable: object
     stale_count: int
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -88,8 +95,11 @@ def _populate(
         roll = rng.random()
         if gold:
             holders = [w for w in veterans if rng.random() < 0.5]
+            item.gold_retired = n < count // 3  # seen too often: never served again
         elif roll < 0.35:
             holders = veterans  # complete, or about to be
+            if rng.random() < DOUBTFUL_SHARE:  # in doubt: the quality engine wants more labels
+                item.priority, item.target = 1, RAISED_TARGET
         elif roll < 0.50:
             holders = rng.sample(veterans, 2)
         elif roll < 0.65:
@@ -157,6 +167,11 @@ def crowd(django_db_setup, django_db_blocker):
         project = ProjectFactory(created_by=owner, overlap=OVERLAP, gold_ratio=0.1)
         veterans = [make_annotator(project, f"plan-veteran-{n}") for n in range(3)]
         newcomer = make_annotator(project, "plan-newcomer")
+        reliable = make_annotator(project, "plan-reliable")
+        WorkerStanding.objects.create(
+            project=project, worker=reliable, gold_rate=0.0, reliable=True
+        )
+        WorkerStanding.objects.create(project=project, worker=veterans[0], gold_rate=0.3)
         noise = ProjectFactory(created_by=owner, overlap=OVERLAP)
         for worker in veterans:
             make_annotator(noise, worker.username)
@@ -169,12 +184,14 @@ def crowd(django_db_setup, django_db_blocker):
 
         counts = {
             "items": Item.objects.count(),
+            "doubtful items": Item.objects.filter(project=project, priority__gt=0).count(),
+            "retired gold": Item.objects.filter(gold_retired=True).count(),
             "assignments": Assignment.objects.count(),
             "annotations": Annotation.objects.count(),
             "stale reservations": stale,
         }
         show(f"\n[query plans] data set: {counts}")
-        yield Crowd(project, veterans, newcomer, stale_count=stale, counts=counts)
+        yield Crowd(project, veterans, newcomer, reliable, stale_count=stale, counts=counts)
         transaction.set_rollback(True)
 
 
@@ -327,8 +344,54 @@ def test_gold_claim_reads_gold_items_by_index(crowd, monkeypatch, no_sweep):
 
     assignment, recorder = capture(assignment_claim_next, worker=veteran, project=crowd.project)
 
-    assert Item.objects.get(pk=assignment.item_id).is_gold is True
-    assert_indexed("claim (gold)", recorder)
+    served = Item.objects.get(pk=assignment.item_id)
+    assert served.is_gold is True
+    assert served.gold_retired is False
+    plans = assert_indexed("claim (gold)", recorder)
+    assert any("item_gold_idx" in plan.text for plan in plans)
+
+
+def test_claim_for_a_reliable_worker_reads_doubtful_items_by_index(crowd, no_sweep):
+    assignment, recorder = capture(
+        assignment_claim_next, worker=crowd.reliable, project=crowd.project
+    )
+
+    item = Item.objects.get(pk=assignment.item_id)
+    assert item.priority == 1
+    assert item.is_gold is False
+    assert item.slots_taken == OVERLAP + 1  # doubtful, fullest first
+    plans = assert_indexed("claim (reliable worker: doubtful first)", recorder)
+    assert any("item_claimable_doubtful_idx" in plan.text for plan in plans)
+
+
+def _refused(**kwargs):
+    with pytest.raises(WorkerBlockedError) as error:
+        assignment_claim_next(**kwargs)
+    return error.value
+
+
+def test_claim_for_a_blocked_worker_is_refused_by_index(crowd, regular_claims):
+    worker_block(worker=crowd.newcomer, project=crowd.project, reason="Spam")
+
+    refused, recorder = capture(_refused, worker=crowd.newcomer, project=crowd.project)
+
+    assert "Spam" in refused.message
+    assert_indexed("claim (blocked worker)", recorder)
+
+
+def test_block_releases_reservations_by_index(crowd, regular_claims):
+    veteran = crowd.veterans[1]
+    live = Assignment.objects.filter(
+        worker=veteran, project=crowd.project, status=Assignment.Status.RESERVED
+    )
+    held = live.count()
+    assert held > 0
+
+    block, recorder = capture(worker_block, worker=veteran, project=crowd.project, reason="Spam")
+
+    assert block.is_active
+    assert not live.exists()
+    assert_indexed(f"block (releases {held} reservations)", recorder)
 
 
 def test_stale_expiry_for_one_project_reads_only_stale_reservations(crowd):

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import hashlib
+import hmac
 from datetime import timedelta
 
 import pytest
 import time_machine
 from django.core.exceptions import ValidationError
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from annotation.models import Annotation, Item
@@ -16,6 +20,7 @@ from crowd.services import (
     assignment_list_ready,
     assignment_skip,
     assignment_submit,
+    client_key_compute,
     project_member_add,
 )
 from tests.annotation.factories import ItemFactory, ProjectFactory, UserFactory
@@ -180,3 +185,52 @@ def test_assignment_list_ready_reuses_live_reservations_then_claims(project, wor
     assert ready[0].pk == first.pk
     assert len(ready) == 2
     assert ready[1].item_id != first.item_id
+
+
+# --- client key ------------------------------------------------------------------------------
+
+
+def test_client_key_is_a_keyed_hash_of_address_and_user_agent(settings):
+    expected = hmac.new(
+        settings.SECRET_KEY.encode(), b"203.0.113.9\nFirefox/130", hashlib.sha256
+    ).hexdigest()[:32]
+
+    key = client_key_compute(address="203.0.113.9", user_agent="Firefox/130")
+
+    assert key == expected
+    assert len(key) == 32
+    assert "203.0.113.9" not in key
+    assert client_key_compute(address="203.0.113.9", user_agent="Chrome/128") != key
+    assert client_key_compute(address="203.0.113.10", user_agent="Firefox/130") != key
+    assert client_key_compute(address="", user_agent="") == ""
+    settings.SECRET_KEY = "another-secret-key-for-this-test-only-0123456789"
+    assert client_key_compute(address="203.0.113.9", user_agent="Firefox/130") != key
+
+
+def test_client_key_is_stored_on_the_common_and_the_late_submit_paths(project, worker):
+    ItemFactory.create_batch(3, project=project)
+    key = client_key_compute(address="198.51.100.4", user_agent="Safari/17")
+    common, late = (assignment_claim_next(worker=worker, project=project) for _ in range(2))
+    unknown = assignment_claim_next(worker=worker, project=project)
+
+    with CaptureQueriesContext(connection) as queries:
+        first = assignment_submit(
+            assignment=common,
+            worker=worker,
+            value={"label": "positive"},
+            duration_ms=5,
+            client_key=key,
+        )
+    with time_machine.travel(timezone.now() + timedelta(seconds=601)):
+        assert assignment_expire_stale(project_id=project.pk) == 2  # `late` and `unknown`
+    second = assignment_submit(
+        assignment=late, worker=worker, value={"label": "negative"}, duration_ms=5, client_key=key
+    )
+    third = assignment_submit(
+        assignment=unknown, worker=worker, value={"label": "negative"}, duration_ms=5
+    )
+
+    one_statement = any("WITH held AS" in query["sql"] for query in queries.captured_queries)
+    assert one_statement == (connection.vendor == "postgresql")
+    keys = dict(Annotation.objects.values_list("pk", "client_key"))
+    assert keys == {first.pk: key, second.pk: key, third.pk: ""}

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from annotation.models import Annotation, Item, ProjectMember
 from crowd.models import Assignment
-from crowd.services import assignment_claim_next, project_member_add
+from crowd.services import assignment_claim_next, client_key_compute, project_member_add
 from tests.annotation.factories import ItemFactory, ProjectFactory, UserFactory
 from tests.crowd.factories import make_annotator
 
@@ -425,3 +425,23 @@ def test_members_page_is_403_for_annotators_and_404_for_strangers(client, projec
 
     client.force_login(UserFactory(username="stranger"))
     assert client.get(members_url(project)).status_code == 404
+
+
+def test_submit_stores_a_keyed_hash_of_the_client(client, project, items, worker):
+    client.force_login(worker)
+    client.get(label_url(project))
+    current, buffered = live(worker, project)
+
+    response = client.post(
+        submit_url(current),
+        {"label": "positive", "duration_ms": 10, "held": buffered.pk},
+        REMOTE_ADDR="198.51.100.23",
+        HTTP_USER_AGENT="Mozilla/5.0 (X11; Linux x86_64)",
+    )
+
+    assert response.status_code == 200
+    expected = client_key_compute(
+        address="198.51.100.23", user_agent="Mozilla/5.0 (X11; Linux x86_64)"
+    )
+    assert Annotation.objects.get().client_key == expected
+    assert len(expected) == 32
