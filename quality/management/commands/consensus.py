@@ -10,15 +10,7 @@ from typing import Any
 import numpy as np
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from quality.inference import (
-    InferenceResult,
-    dawid_skene,
-    expected_accuracy,
-    majority_vote,
-    one_coin_dawid_skene,
-)
-
-METHODS = {"mv": majority_vote, "ds": dawid_skene, "onecoin": one_coin_dawid_skene}
+from quality.inference import DEFAULT_METHOD, METHODS, InferenceResult, expected_accuracy, infer
 
 
 def _read_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[str, ...]]:
@@ -45,9 +37,14 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("labels", help="CSV with header item,worker,label")
         parser.add_argument("--gold", help="CSV with header item,label (evaluation only)")
-        parser.add_argument("--method", choices=sorted(METHODS), default="ds")
+        parser.add_argument(
+            "--method",
+            choices=list(METHODS),
+            default=DEFAULT_METHOD,
+            help="; ".join(f"{key}: {name}" for key, name in METHODS.items()),
+        )
         parser.add_argument("--out", help="output CSV (default: stdout)")
-        parser.add_argument("--seed", type=int, default=0, help="tie-breaking seed for mv")
+        parser.add_argument("--seed", type=int, default=0, help="tie-breaking seed")
 
     def handle(self, *args: Any, **options: Any) -> None:
         labels_path = Path(options["labels"])
@@ -71,16 +68,15 @@ class Command(BaseCommand):
         class_index = {c: i for i, c in enumerate(classes)}
         labels = np.fromiter((class_index[r[2]] for r in rows), np.int64, len(rows))
 
-        method = METHODS[options["method"]]
-        extra = {"seed": options["seed"]} if options["method"] == "mv" else {}
-        result: InferenceResult = method(
+        result: InferenceResult = infer(
+            options["method"],
             items,
             workers,
             labels,
             n_items=len(item_index),
             n_workers=len(worker_index),
             n_classes=len(classes),
-            **extra,
+            seed=options["seed"],
         )
         self._write(result, list(item_index), classes, options["out"])
 
