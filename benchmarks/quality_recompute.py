@@ -1,4 +1,8 @@
-"""Time quality_recompute on a large synthetic project (default: 100k items × 3 annotations).
+"""Time quality_recompute, light and full, on a large synthetic project (100k items × 3 labels).
+
+Runs: a cold full run (every row inserted), a full and a light run with nothing changed, then
+a light and a full run after a burst of 300 new annotations (as between two debounced runs).
+Two of the workers are spammers answering at random, so the rules have something to find.
 
 Run against a scratch PostgreSQL database (it creates and finally deletes its own project):
 
@@ -11,7 +15,9 @@ Run against a scratch PostgreSQL database (it creates and finally deletes its ow
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
+import pstats
 import sys
 import time
 from pathlib import Path
@@ -29,7 +35,7 @@ def main() -> None:
     from django.db import connection, reset_queries
 
     from annotation.models import Annotation, Item, Project, ProjectMember
-    from quality.models import ItemScore, WorkerScore
+    from quality.models import ItemScore, QualityAction, WorkerScore
     from quality.services import quality_recompute
 
     parser = argparse.ArgumentParser()
@@ -37,8 +43,8 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=3)
     parser.add_argument("--workers", type=int, default=200)
     parser.add_argument("--gold", type=int, default=1000)
-    parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--keep", action="store_true", help="keep the project for profiling")
+    parser.add_argument("--profile", action="store_true", help="cProfile the light runs")
     args = parser.parse_args()
 
     users = get_user_model()
@@ -80,7 +86,7 @@ def main() -> None:
         for position, item_id in enumerate(item_ids):
             chosen = rng.choice(len(workers), size=args.overlap, replace=False)
             for worker_index in chosen:
-                right = rng.random() < 0.8
+                right = worker_index >= 2 and rng.random() < 0.8  # workers 0, 1: spammers
                 label = truth[position] if right else rng.integers(0, len(labels))
                 annotations.append(
                     Annotation(
@@ -92,6 +98,12 @@ def main() -> None:
                     )
                 )
         Annotation.objects.bulk_create(annotations, batch_size=5000)
+        with connection.cursor() as cursor:  # spread submissions over a month, like real work
+            cursor.execute(
+                "UPDATE annotation_annotation SET created_at = now() - random() * interval "
+                "'30 days' WHERE project_id = %s",
+                [project.pk],
+            )
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE annotation_annotation; ANALYZE annotation_item")
         print(
@@ -99,10 +111,15 @@ def main() -> None:
             f"in {time.perf_counter() - started:.1f}s ({connection.vendor})"
         )
         late = users.objects.get_or_create(username="bench-worker-late")[0]
-        for run in range(args.runs):
-            note = "cold: every row inserted" if run == 0 else "nothing changed"
-            if run >= 2:
-                # A burst: one more worker labels 300 items, as between two debounced runs.
+        plan = [
+            (True, "full, cold: every row inserted"),
+            (True, "full, nothing changed"),
+            (False, "light, nothing changed"),
+            (False, "light, after a burst of 300 new annotations"),
+            (True, "full, after another burst of 300"),
+        ]
+        for run, (full, note) in enumerate(plan):
+            if "burst" in note:
                 Annotation.objects.bulk_create(
                     Annotation(
                         project=project,
@@ -113,17 +130,22 @@ def main() -> None:
                     )
                     for item_id in item_ids[run * 300 : run * 300 + 300]
                 )
-                note = "after a burst of 300 new annotations"
             reset_queries()
             began = time.perf_counter()
-            score = quality_recompute(project=project)
+            if args.profile and not full:
+                profiler = cProfile.Profile()
+                score = profiler.runcall(quality_recompute, project=project, full=full)
+                pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+            else:
+                score = quality_recompute(project=project, full=full)
             elapsed = time.perf_counter() - began
             print(
-                f"run {run + 1} ({note}): {elapsed:.2f}s  kappa={score.fleiss_kappa:.4f} "
-                f"alpha={score.krippendorff_alpha:.4f} items={score.items_scored} "
+                f"run {run + 1} ({note}): {elapsed:.2f}s  method={score.details.get('method')} "
+                f"kappa={score.fleiss_kappa:.4f} items={score.items_scored} "
                 f"annotations={score.annotations_scored} "
                 f"item_scores={ItemScore.objects.filter(project=project).count()} "
-                f"worker_scores={WorkerScore.objects.filter(project=project).count()}"
+                f"worker_scores={WorkerScore.objects.filter(project=project).count()} "
+                f"actions={QualityAction.objects.filter(project=project).count()}"
             )
     finally:
         if not args.keep:

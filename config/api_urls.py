@@ -16,4 +16,5 @@ urlpatterns = [
     path("", include("crowd.api.urls")),
     path("", include("quality.api.urls")),
     path("", include("quality.api.release_urls")),
+    path("", include("quality.api.label_import")),
 ]

@@ -21,4 +21,5 @@ urlpatterns = [
     path("", include("crowd.urls")),
     path("", include("quality.urls")),
     path("", include("quality.release_urls")),
+    path("", include("quality.label_import_urls")),
 ]

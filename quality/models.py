@@ -115,6 +115,9 @@ class WorkerScore(models.Model):
     # whether the worker's labels are currently excluded from consensus.
     gold_low = models.FloatField(null=True)
     gold_high = models.FloatField(null=True)
+    # Accuracy on the worker's latest gold answers (quality.services.engine.GOLD_TREND_WINDOW):
+    # next to the overall figure, it shows whether the worker is getting better or worse.
+    gold_recent = models.FloatField(null=True)
     class_recall = models.JSONField(default=dict)
     reliability = models.FloatField(null=True)
     signals = models.JSONField(default=dict)

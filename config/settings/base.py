@@ -139,6 +139,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "crowd.tasks.assignment_expire_stale_task",
         "schedule": 60.0,
     },
+    # Full quality recompute (bootstrap agreement, trends) of projects with new annotations.
+    "quality-recompute-all": {
+        "task": "quality.tasks.quality_recompute_all_task",
+        "schedule": 15 * 60.0,
+    },
 }
 
 # --- REST framework ---------------------------------------------------------------------------

@@ -6,6 +6,11 @@ Django's default storage under releases/<project_id>/v<version>/:
 
 - data.jsonl: one JSON object per released item (sorted keys, compact separators);
 - data.csv: the same rows flattened (item data as JSON in the `data` column);
+
+Each row's `label` is the quality engine's consensus: an expert's review decision (made before
+the release was created) when there is one, with `confidence` 1.0 and `expert_reviewed` true;
+else the engine's ItemScore label and confidence; else the majority vote with its vote share.
+`agreement` stays the plain vote share.
 - manifest.json: what the release is, its counts, agreement, and the files' sha256 and size.
 
 Released items are those with id <= item_cutoff_id that have at least one annotation with

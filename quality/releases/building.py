@@ -26,14 +26,14 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
-from django.db.models import Exists, OuterRef, QuerySet
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from annotation.models import Annotation, Item
 from core.exceptions import ApplicationError
 from quality.metrics import fleiss_kappa, krippendorff_alpha_nominal, vote_shares
-from quality.models import Release, ReleaseFile
+from quality.models import ItemScore, Release, ReleaseFile, ReviewDecision
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +100,25 @@ class _HashingWriter:
         return {"sha256": self._hash.hexdigest(), "size": self.size}
 
 
-# (item id, item data, is_gold, [(author id, label), ...]) for one released item
-_Entry = tuple[int, Any, bool, list[tuple[int, str | None]]]
+ENGINE_METHOD = (
+    "quality engine ({methods}); expert review decisions are final; "
+    "majority vote, ties by label order, where the engine has no label"
+)
+
+
+@dataclass(frozen=True)
+class _Consensus:
+    """What the quality engine and expert review say about an item at build time."""
+
+    engine_label: str  # ItemScore.label, "" when the engine has not labeled the item
+    engine_confidence: float
+    engine_method: str
+    state: str
+    reviewed_label: str | None  # the latest expert decision made before the release
+
+
+# (item id, item data, is_gold, [(author id, label), ...], consensus) for one released item
+_Entry = tuple[int, Any, bool, list[tuple[int, str | None]], _Consensus]
 
 
 @dataclass
@@ -114,6 +131,8 @@ class _Totals:
     votes: Counter[str] = field(default_factory=Counter)
     patterns: Counter[tuple[int, ...]] = field(default_factory=Counter)
     pseudonyms: dict[int, str] = field(default_factory=dict)  # one HMAC per annotator
+    expert_reviewed: int = 0
+    methods: set[str] = field(default_factory=set)  # engine methods whose labels were used
 
 
 def _released_items(release: Release) -> QuerySet[Item]:
@@ -125,10 +144,28 @@ def _released_items(release: Release) -> QuerySet[Item]:
 
 def _stream(release: Release) -> Iterator[_Entry]:
     """Items in id order with their annotations, merged from two server-side cursors."""
+    # Expert decisions count when made before the release was created: a later decision
+    # never changes what a release says.
+    decided = (
+        ReviewDecision.objects.filter(item_id=OuterRef("pk"), created_at__lte=release.created_at)
+        .order_by("-id")
+        .annotate(decided=KT("value__label"))
+        .values("decided")[:1]
+    )
     items = (
         _released_items(release)
         .order_by("id")
-        .values_list("id", "data", "is_gold")
+        .annotate(reviewed_label=Subquery(decided))
+        .values_list(
+            "id",
+            "data",
+            "is_gold",
+            "score__label",
+            "score__confidence",
+            "score__method",
+            "score__state",
+            "reviewed_label",
+        )
         .iterator(chunk_size=CHUNK_SIZE)
     )
     annotations = (
@@ -143,20 +180,44 @@ def _stream(release: Release) -> Iterator[_Entry]:
         .iterator(chunk_size=CHUNK_SIZE)
     )
     pending = next(annotations, None)
-    for item_id, data, is_gold in items:
+    for item_id, data, is_gold, label, confidence, method, state, reviewed in items:
         votes: list[tuple[int, str | None]] = []
         while pending is not None and pending[0] <= item_id:
             if pending[0] == item_id:
                 votes.append((pending[1], pending[2]))
             pending = next(annotations, None)
-        yield item_id, data, is_gold, votes
+        consensus = _Consensus(label or "", confidence or 0.0, method or "", state or "", reviewed)
+        yield item_id, data, is_gold, votes, consensus
+
+
+def _final_label(consensus: _Consensus, majority: str, share: float) -> tuple[str, float, bool]:
+    """(label, confidence, expert_reviewed): expert decision, else engine, else majority vote.
+
+    An ItemScore already marked reviewed by a decision made after the release was created
+    holds that later decision, not the engine's answer: the release uses the majority then.
+    """
+    if consensus.reviewed_label:
+        return consensus.reviewed_label, 1.0, True
+    if consensus.engine_label and consensus.state != ItemScore.State.REVIEWED:
+        return consensus.engine_label, round(consensus.engine_confidence, 4), False
+    return majority, share, False
 
 
 def _build_into(*, release: Release, workdir: Path) -> None:
     labels = [label["value"] for label in release.config_snapshot["labels"]]
     index = {label: i for i, label in enumerate(labels)}
     total = _released_items(release).count()
-    header = ["item_id", "text", "label", "agreement", "num_annotations", "is_gold", "data"]
+    header = [
+        "item_id",
+        "text",
+        "label",
+        "confidence",
+        "expert_reviewed",
+        "agreement",
+        "num_annotations",
+        "is_gold",
+        "data",
+    ]
     if release.include_raw:
         header.append("annotations")
     jsonl = _HashingWriter(workdir / DATA_FILES["jsonl"])
@@ -199,7 +260,7 @@ def _write_batch(
     if not batch:
         return
     counts = np.zeros((len(batch), len(labels)), dtype=np.int64)
-    for row, (item_id, _data, _gold, votes) in enumerate(batch):
+    for row, (item_id, _data, _gold, votes, _consensus) in enumerate(batch):
         for _author, label in votes:
             if label not in index:
                 raise ApplicationError(
@@ -208,17 +269,30 @@ def _write_batch(
                 )
             counts[row, index[label]] += 1
     winners, shares = vote_shares(counts)
-    for row, (item_id, data, is_gold, votes) in enumerate(batch):
-        label, agreement = labels[int(winners[row])], round(float(shares[row]), 4)
+    for row, (item_id, data, is_gold, votes, consensus) in enumerate(batch):
+        agreement = round(float(shares[row]), 4)
+        label, confidence, reviewed = _final_label(consensus, labels[int(winners[row])], agreement)
         record: dict[str, Any] = {
             "item_id": item_id,
             "data": data,
             "label": label,
+            "confidence": confidence,
+            "expert_reviewed": reviewed,
             "agreement": agreement,
             "num_annotations": len(votes),
             "is_gold": is_gold,
         }
-        csv_row = [item_id, _text(data), label, agreement, len(votes), _flag(is_gold), _dumps(data)]
+        csv_row = [
+            item_id,
+            _text(data),
+            label,
+            confidence,
+            _flag(reviewed),
+            agreement,
+            len(votes),
+            _flag(is_gold),
+            _dumps(data),
+        ]
         if release.include_raw:
             for author, _label in votes:
                 if author not in totals.pseudonyms:
@@ -236,6 +310,9 @@ def _write_batch(
         totals.annotations += len(votes)
         totals.workers.update(author for author, _label in votes)
         totals.consensus[label] += 1
+        totals.expert_reviewed += int(reviewed)
+        if consensus.engine_label and not reviewed and label == consensus.engine_label:
+            totals.methods.add(consensus.engine_method or "engine")
         totals.votes.update(vote for _author, vote in votes)
         if not is_gold:  # agreement covers regular items, as on the quality dashboard
             totals.patterns[tuple(int(n) for n in counts[row])] += 1
@@ -267,6 +344,12 @@ def _agreement(totals: _Totals, n_labels: int) -> dict[str, float | None]:
     }
 
 
+def _consensus_method(totals: _Totals) -> str:
+    if not totals.methods and not totals.expert_reviewed:
+        return CONSENSUS_METHOD
+    return ENGINE_METHOD.format(methods=", ".join(sorted(totals.methods)) or "none")
+
+
 def _manifest(
     release: Release, labels: list[str], totals: _Totals, files: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -296,7 +379,8 @@ def _manifest(
             "annotations": {label: totals.votes[label] for label in labels},
         },
         "agreement": _agreement(totals, len(labels)),
-        "consensus_method": CONSENSUS_METHOD,
+        "consensus_method": _consensus_method(totals),
+        "expert_reviewed": totals.expert_reviewed,
         "files": files,
     }
 

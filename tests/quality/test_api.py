@@ -6,6 +6,7 @@ from drf_spectacular.generators import SchemaGenerator
 from rest_framework.test import APIClient
 
 from annotation.services import project_member_set
+from quality.models import ItemScore
 from quality.services import quality_recompute
 from tests.annotation.factories import ItemFactory, ProjectFactory, UserFactory
 from tests.crowd.factories import make_annotator
@@ -47,19 +48,33 @@ def test_quality_api_returns_scores_workers_and_distribution(project, owner, sco
         "annotations_wanted": 6,
         "annotations_made": 0,
     }
-    # Consensus over regular items: first -> positive, second -> tie, first label (positive).
-    assert body["label_distribution"] == {"positive": 2, "negative": 0}
-    workers = {row["username"]: row for row in body["workers"]}
-    assert workers["ann"] == {
-        "worker_id": scored["ann"].pk,
-        "username": "ann",
-        "annotation_count": 3,
-        "gold_seen": 1,
-        "gold_correct": 1,
-        "gold_accuracy": 1.0,
-        "majority_agreement": 0.5,
-        "median_duration_ms": 1200,
+    # Consensus over regular items: the engine's label where it gave one, else the majority's.
+    first_label = ItemScore.objects.get(item__project=project, item__is_gold=False, agreement=1)
+    assert first_label.label in ("", "positive")  # both workers said positive
+    consensus = [
+        score.label or score.majority_label
+        for score in ItemScore.objects.filter(project=project, item__is_gold=False)
+    ]
+    assert body["label_distribution"] == {
+        "positive": consensus.count("positive"),
+        "negative": consensus.count("negative"),
     }
+    assert sum(body["label_distribution"].values()) == 2
+    workers = {row["username"]: row for row in body["workers"]}
+    assert set(workers["ann"]) >= {"gold_low", "gold_high", "reliability", "signals", "flags"}
+    assert (
+        workers["ann"].items()
+        >= {
+            "worker_id": scored["ann"].pk,
+            "username": "ann",
+            "annotation_count": 3,
+            "gold_seen": 1,
+            "gold_correct": 1,
+            "gold_accuracy": 1.0,
+            "majority_agreement": 0.5,
+            "median_duration_ms": 1200,
+        }.items()
+    )
     assert (workers["bob"]["gold_correct"], workers["bob"]["gold_accuracy"]) == (0, 0.0)
     assert workers["bob"]["majority_agreement"] == 1.0
 
@@ -126,7 +141,7 @@ def test_quality_api_query_count_does_not_grow_with_workers_or_items(
     quality_recompute(project=project)
     client = client_for(owner)
 
-    with django_assert_max_num_queries(6):
+    with django_assert_max_num_queries(7):
         response = client.get(url(project))
 
     assert len(response.json()["workers"]) == 25
@@ -147,5 +162,70 @@ def test_quality_api_schema_describes_the_response():
         "computed_at",
         "workers",
         "label_distribution",
+        "method",
+        "method_requested",
+        "method_reason",
+        "full_at",
+        "agreement",
+        "per_label_agreement",
+        "agreement_over_time",
+        "gold_trend",
+        "confusion",
+        "label_balance",
+        "gold_pool",
+        "review_queue_count",
     }
     assert {"403", "404"} <= set(operation["responses"])
+
+
+def test_quality_api_returns_the_dashboard_numbers_from_the_details(project, owner, client_for):
+    from django.utils import timezone
+
+    from quality.models import ProjectScore, QualityAction, WorkerScore
+    from tests.quality.test_views import DETAILS
+
+    ProjectScore.objects.create(project=project, details=DETAILS, computed_at=timezone.now())
+    worker = UserFactory(username="wanda")
+    WorkerScore.objects.create(
+        project=project,
+        worker=worker,
+        gold_seen=10,
+        gold_correct=8,
+        gold_low=0.49,
+        gold_high=0.94,
+        reliability=0.83,
+        class_recall={"positive": 0.9},
+        computed_at=timezone.now(),
+    )
+    action = QualityAction.objects.create(
+        project=project, worker=worker, kind="flag", evidence={"signal": "burst", "value": 0.4}
+    )
+    ItemScore.objects.create(
+        item=ItemFactory(project=project),
+        project=project,
+        state="review",
+        computed_at=timezone.now(),
+    )
+
+    body = client_for(owner).get(url(project)).json()
+
+    assert (body["method"], body["method_requested"]) == ("ds", "auto")
+    assert body["agreement"][0] == {
+        "key": "fleiss",
+        "name": "Fleiss' kappa",
+        "value": 0.612,
+        "low": 0.55,
+        "high": 0.67,
+    }
+    assert body["agreement_over_time"] == DETAILS["over_time"]
+    assert body["gold_trend"] == DETAILS["gold_trend"]
+    assert body["confusion"] == DETAILS["confusion"]
+    assert body["label_balance"] == DETAILS["label_distribution"]
+    assert body["gold_pool"]["gold_needed"] == 4
+    assert body["review_queue_count"] == 1
+    (row,) = body["workers"]
+    assert (row["gold_low"], row["gold_high"], row["reliability"]) == (0.49, 0.94, 0.83)
+    assert row["class_recall"] == {"positive": 0.9}
+    assert [(f["id"], f["kind"], f["signal"]) for f in row["flags"]] == [
+        (action.pk, "flag", "burst")
+    ]

@@ -251,7 +251,9 @@ def test_release_download_sends_a_named_attachment(client, reviewer, ready):
     body = b"".join(response.streaming_content)
     assert hashlib.sha256(body).hexdigest() == ready.files.get(format="csv").sha256
     assert response["Content-Disposition"] == 'attachment; filename="reviews-v1.csv"'
-    assert body.startswith(b"item_id,text,label,agreement,num_annotations,is_gold,data\n")
+    assert body.startswith(
+        b"item_id,text,label,confidence,expert_reviewed,agreement,num_annotations,is_gold,data\n"
+    )
     assert b"corp.example" not in body
 
 

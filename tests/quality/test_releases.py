@@ -515,3 +515,115 @@ def test_release_agreement_leaves_gold_items_out(project, owner, voted, annotato
 
     assert after["counts"]["gold_items"] == 1
     assert after["agreement"] == before
+
+
+# --- the quality engine's consensus and expert review in releases ------------------------------
+
+
+def test_release_carries_engine_labels_and_marks_expert_decisions(
+    project, owner, voted, annotators
+):
+    from django.utils import timezone
+
+    from quality.models import ItemScore, ReviewDecision
+
+    now = timezone.now()
+    # Item 0: the engine disagrees with the 2:1 majority. Item 1: an expert decided the tie.
+    # Item 2: no engine label yet, majority vote it is.
+    ItemScore.objects.create(
+        item=voted[0],
+        project=project,
+        majority_label="positive",
+        agreement=2 / 3,
+        annotation_count=3,
+        label="negative",
+        confidence=0.71234,
+        method="ds",
+        computed_at=now,
+    )
+    ItemScore.objects.create(
+        item=voted[1],
+        project=project,
+        majority_label="negative",
+        agreement=0.5,
+        annotation_count=2,
+        label="negative",
+        confidence=1.0,
+        state="reviewed",
+        computed_at=now,
+    )
+    ReviewDecision.objects.create(
+        project=project,
+        item=voted[1],
+        reviewer=owner,
+        value={"label": "negative"},
+        action="picked",
+        consensus_label="positive",
+        consensus_confidence=0.5,
+    )
+
+    release = release_build(release=make_release(project, owner))
+
+    rows = jsonl_rows(release)
+    assert [(r["label"], r["confidence"], r["expert_reviewed"]) for r in rows] == [
+        ("negative", 0.7123, False),
+        ("negative", 1.0, True),
+        ("negative", 1.0, False),  # unanimous majority: its vote share
+    ]
+    assert [r["agreement"] for r in rows] == [round(2 / 3, 4), 0.5, 1.0]  # the plain vote
+    table = list(csv.DictReader(io.StringIO(stored_files(release)["csv"].decode())))
+    assert [r["expert_reviewed"] for r in table] == ["false", "true", "false"]
+    assert [r["confidence"] for r in table] == ["0.7123", "1.0", "1.0"]
+    assert release.manifest["expert_reviewed"] == 1
+    assert release.manifest["label_distribution"]["consensus"] == {"positive": 0, "negative": 3}
+    assert release.manifest["consensus_method"].startswith("quality engine (ds)")
+
+
+def test_release_ignores_expert_decisions_made_after_it_was_created(project, owner, voted):
+    from django.utils import timezone
+
+    from quality.models import ItemScore, ReviewDecision
+
+    release = make_release(project, owner)
+    ReviewDecision.objects.create(
+        project=project,
+        item=voted[1],
+        reviewer=owner,
+        value={"label": "negative"},
+        action="corrected",
+    )
+    ItemScore.objects.create(
+        item=voted[1],
+        project=project,
+        label="negative",
+        confidence=1.0,
+        state="reviewed",
+        computed_at=timezone.now(),
+    )
+
+    rows = jsonl_rows(release_build(release=release))
+
+    assert (rows[1]["label"], rows[1]["expert_reviewed"]) == ("positive", False)  # the tie's vote
+
+
+def test_release_with_review_data_rebuilds_byte_identically(project, owner, voted):
+    from django.utils import timezone
+
+    from quality.models import ItemScore, ReviewDecision
+
+    ItemScore.objects.create(
+        item=voted[0], project=project, label="negative", confidence=0.6, computed_at=timezone.now()
+    )
+    ReviewDecision.objects.create(
+        project=project,
+        item=voted[2],
+        reviewer=owner,
+        value={"label": "positive"},
+        action="corrected",
+    )
+    first = release_build(release=make_release(project, owner, name="a"))
+    second = release_build(release=make_release(project, owner, name="b"))
+
+    assert stored_files(first)["jsonl"] == stored_files(second)["jsonl"]
+    assert stored_files(first)["csv"] == stored_files(second)["csv"]
+    assert [r["expert_reviewed"] for r in jsonl_rows(first)] == [False, False, True]
