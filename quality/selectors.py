@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.core.paginator import Page, Paginator
@@ -211,9 +211,13 @@ def period_labels(periods: list[dict[str, Any]]) -> list[str]:
     """Short x-axis labels for periods: dates, or times when every period is on one day."""
     starts = []
     for period in periods:
+        start = period.get("start")
         try:
-            starts.append(datetime.fromisoformat(str(period.get("start"))))
-        except ValueError:
+            if isinstance(start, int | float):  # epoch seconds, as the recompute stores them
+                starts.append(datetime.fromtimestamp(start, tz=UTC))
+            else:
+                starts.append(datetime.fromisoformat(str(start)))
+        except (ValueError, OverflowError, OSError):
             return [str(period.get("start", ""))[:16] for period in periods]
     one_day = len({start.date() for start in starts}) <= 1 and len(starts) > 1
     return [start.strftime("%H:%M" if one_day else "%Y-%m-%d") for start in starts]

@@ -8,8 +8,10 @@ a crash leaves the previous snapshot in place. Only rows whose values changed ar
 
 A *light* run (after submissions) does all of that except the expensive project statistics
 (bootstrap agreement, trends, Cohen's matrix), whose previous values it keeps; a *full* run
-also recomputes them. The debounced post-submit task runs light unless the last full run is
-older than FULL_RECOMPUTE_MAX_AGE; Celery beat runs a full one for every project with newer
+also recomputes them. The debounced post-submit task runs full while the project is small
+(fewer than FULL_EVERY_RUN_BELOW annotations: the statistics cost little there, and owners
+watching a new project see them move), and otherwise light unless the last full run is older
+than FULL_RECOMPUTE_MAX_AGE; Celery beat runs a full one for every project with newer
 annotations (quality_recompute_stale_enqueue).
 """
 
@@ -60,6 +62,8 @@ RECOMPUTE_LOCK_NAMESPACE = 0x5152
 UPSERT_BATCH_SIZE = 5000
 # A post-submit recompute is a full one when the last full run is older than this.
 FULL_RECOMPUTE_MAX_AGE = timedelta(minutes=10)
+# Below this many scored annotations every post-submit run is a full one.
+FULL_EVERY_RUN_BELOW = 50_000
 # Rule actions that take a worker's labels out of consensus.
 EXCLUDING_KINDS = (QualityAction.Kind.EXCLUDE, QualityAction.Kind.BLOCK)
 # New exclusions refit the model within the same run, at most this many times.
@@ -126,9 +130,16 @@ def quality_recompute_scheduled(
 
 
 def _full_due(*, project_id: int, now: datetime | None = None) -> bool:
-    details = (
-        ProjectScore.objects.filter(project_id=project_id).values_list("details", flat=True).first()
+    row = (
+        ProjectScore.objects.filter(project_id=project_id)
+        .values_list("details", "annotations_scored")
+        .first()
     )
+    if row is None:
+        return True
+    details, annotations = row
+    if annotations < FULL_EVERY_RUN_BELOW:
+        return True
     stamp = parse_datetime(str((details or {}).get("full_at") or ""))
     return stamp is None or stamp < (now or timezone.now()) - FULL_RECOMPUTE_MAX_AGE
 

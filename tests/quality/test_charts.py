@@ -186,3 +186,14 @@ def test_chart_tags_load_in_templates():
 
     assert 'id="c1"' in html
     assert html.endswith("50%")
+
+
+def test_period_labels_read_epoch_seconds_and_iso_dates():
+    from quality.selectors import period_labels
+
+    # 2026-11-20 and 2026-11-21 (UTC) as the recompute stores them, and as ISO strings
+    epoch = [{"start": 1795132800.0}, {"start": 1795219200.5}]
+    iso = [{"start": "2026-11-21T09:00:00+00:00"}, {"start": "2026-11-21T15:30:00+00:00"}]
+
+    assert period_labels(epoch) == ["2026-11-20", "2026-11-21"]
+    assert period_labels(iso) == ["09:00", "15:30"]

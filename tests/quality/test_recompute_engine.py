@@ -242,18 +242,21 @@ def test_full_run_writes_details_and_light_run_keeps_them(project, crowd):
     assert light.details["agreement"] == details["agreement"]
 
 
-def test_post_submit_run_is_light_unless_the_last_full_run_is_old(project, crowd):
+def test_post_submit_run_is_full_on_small_projects_and_light_on_large_ones(project, crowd):
     quality_recompute(project=project, full=True)
     stamp = ProjectScore.objects.get(project=project).details["full_at"]
 
     with mock.patch("quality.services.recompute.quality_recompute", wraps=quality_recompute) as run:
         quality_recompute_scheduled(project_id=project.pk)
-        assert run.call_args.kwargs["full"] is False
-        score = ProjectScore.objects.get(project=project)
-        score.details["full_at"] = (timezone.now() - timedelta(minutes=11)).isoformat()
-        score.save(update_fields=["details"])
-        quality_recompute_scheduled(project_id=project.pk)
-        assert run.call_args.kwargs["full"] is True
+        assert run.call_args.kwargs["full"] is True  # small project: statistics every run
+        with mock.patch("quality.services.recompute.FULL_EVERY_RUN_BELOW", 10):
+            quality_recompute_scheduled(project_id=project.pk)
+            assert run.call_args.kwargs["full"] is False  # large: light while details are fresh
+            score = ProjectScore.objects.get(project=project)
+            score.details["full_at"] = (timezone.now() - timedelta(minutes=11)).isoformat()
+            score.save(update_fields=["details"])
+            quality_recompute_scheduled(project_id=project.pk)
+            assert run.call_args.kwargs["full"] is True
     assert ProjectScore.objects.get(project=project).details["full_at"] > stamp
 
 
