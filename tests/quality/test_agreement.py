@@ -1,10 +1,7 @@
 from __future__ import annotations
 
-import csv
 import functools
 import json
-import os
-from pathlib import Path
 
 import krippendorff
 import numpy as np
@@ -21,25 +18,13 @@ from quality.agreement import (
     per_label_agreement,
 )
 from quality.metrics import fleiss_kappa, krippendorff_alpha_nominal
-
-CROWD = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "crowd"
-IN_CI = os.environ.get("CI", "").lower() == "true"
-DATASETS = ["bluebirds", "rte", "product", "dog", "web", "adult", "ms"]
-
-
-def need_crowd_data() -> None:
-    if not (CROWD / "README.md").is_file():
-        reason = f"shared crowd datasets not found at {CROWD}"
-        if IN_CI:
-            pytest.fail(f"CI=true but {reason}: this test must run in CI.", pytrace=False)
-        pytest.skip(reason)
+from tests.quality.crowd_data import DATASETS, need_crowd_data, read_rows
 
 
 @functools.cache
 def load(name: str) -> dict:
     """Votes as index arrays; items and workers re-keyed in first-seen order, classes sorted."""
-    with (CROWD / name / "labels.csv").open(newline="") as handle:
-        rows = [(r["item"], r["worker"], r["label"]) for r in csv.DictReader(handle)]
+    rows, _ = read_rows(name)
     items: dict[str, int] = {}
     workers: dict[str, int] = {}
     classes = {c: i for i, c in enumerate(sorted({r[2] for r in rows}))}

@@ -1,9 +1,6 @@
 from __future__ import annotations
 
-import csv
 import functools
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,26 +15,14 @@ from quality.gold import (
     wilson_interval,
     worker_recent_accuracy,
 )
-
-CROWD = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "crowd"
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def need_crowd_data() -> None:
-    if not (CROWD / "README.md").is_file():
-        reason = f"shared crowd datasets not found at {CROWD}"
-        if IN_CI:
-            pytest.fail(f"CI=true but {reason}: this test must run in CI.", pytrace=False)
-        pytest.skip(reason)
+from tests.quality.crowd_data import need_crowd_data, read_rows
 
 
 @functools.cache
 def gold_answers(name: str) -> dict:
     """One row per answer on a gold item: worker (first-seen index), answer and gold class."""
-    with (CROWD / name / "labels.csv").open(newline="") as handle:
-        rows = [(r["item"], r["worker"], r["label"]) for r in csv.DictReader(handle)]
-    with (CROWD / name / "gold.csv").open(newline="") as handle:
-        gold = {r["item"]: r["label"] for r in csv.DictReader(handle)}
+    rows, gold_rows = read_rows(name)
+    gold = dict(gold_rows)
     classes = {c: i for i, c in enumerate(sorted({r[2] for r in rows} | set(gold.values())))}
     workers: dict[str, int] = {}
     kept = [r for r in rows if r[0] in gold]

@@ -3,9 +3,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import os
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,27 +15,13 @@ from quality.inference import (
     majority_vote,
     one_coin_dawid_skene,
 )
-
-CROWD = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "crowd"
-IN_CI = os.environ.get("CI", "").lower() == "true"
-DATASETS = ["bluebirds", "rte", "product", "dog", "web", "adult", "ms"]
-
-
-def need_crowd_data() -> None:
-    if not (CROWD / "README.md").is_file():
-        reason = f"shared crowd datasets not found at {CROWD}"
-        if IN_CI:
-            pytest.fail(f"CI=true but {reason}: this test must run in CI.", pytrace=False)
-        pytest.skip(reason)
+from tests.quality.crowd_data import CROWD, DATASETS, need_crowd_data, read_rows
 
 
 @functools.cache
 def load(name: str) -> dict:
     """Dataset as dense index arrays (items/workers in first-seen order, classes sorted)."""
-    with (CROWD / name / "labels.csv").open(newline="") as handle:
-        rows = [(r["item"], r["worker"], r["label"]) for r in csv.DictReader(handle)]
-    with (CROWD / name / "gold.csv").open(newline="") as handle:
-        gold = [(r["item"], r["label"]) for r in csv.DictReader(handle)]
+    rows, gold = read_rows(name)
     items: dict[str, int] = {}
     workers: dict[str, int] = {}
     classes = {c: i for i, c in enumerate(sorted({r[2] for r in rows} | {g[1] for g in gold}))}

@@ -8,35 +8,23 @@ benchmark's, repeated here so the figures compare like for like.
 
 from __future__ import annotations
 
-import csv
 import functools
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from quality.inference import DEFAULT_METHOD, expected_accuracy, infer
+from tests.quality.crowd_data import DATASETS, need_crowd_data, read_rows
 
-CROWD = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "crowd"
 REFERENCE = Path(__file__).resolve().parent / "data" / "crowdkit_reference.json"
-IN_CI = os.environ.get("CI", "").lower() == "true"
-DATASETS = ["bluebirds", "rte", "product", "dog", "web", "adult", "ms"]
 SETTINGS = ["unsupervised", "gold"]
 SEEDS = (0, 1, 2, 3, 4)
 REKEY_SEED = 12345
 # The aggregators the issue names; "DS-100" (DawidSkene forced to 100 iterations) is recorded
 # too, for the Dawid-Skene comparison only.
 CROWDKIT_BEST_OF = ["MV rand-tie", "Wawa", "DS", "1coinDS", "GLAD", "MACE", "ZBS"]
-
-
-def need_crowd_data() -> None:
-    if not (CROWD / "README.md").is_file():
-        reason = f"shared crowd datasets not found at {CROWD}"
-        if IN_CI:
-            pytest.fail(f"CI=true but {reason}: this test must run in CI.", pytrace=False)
-        pytest.skip(reason)
 
 
 @functools.cache
@@ -47,10 +35,7 @@ def reference() -> dict:
 @functools.cache
 def load(name: str) -> dict:
     """As benchmarks/quality.py load(): items re-keyed in a seeded random order, never by id."""
-    with (CROWD / name / "labels.csv").open(newline="") as handle:
-        rows = [(r["item"], r["worker"], r["label"]) for r in csv.DictReader(handle)]
-    with (CROWD / name / "gold.csv").open(newline="") as handle:
-        gold = [(r["item"], r["label"]) for r in csv.DictReader(handle)]
+    rows, gold = read_rows(name)
     item_ids = list(dict.fromkeys(r[0] for r in rows))
     order = np.random.default_rng(REKEY_SEED).permutation(len(item_ids))
     items = dict(zip(item_ids, order.tolist(), strict=True))

@@ -1,10 +1,7 @@
 from __future__ import annotations
 
-import csv
 import functools
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,10 +24,8 @@ from quality.spam import (
     rules_to_json,
     spam_signals,
 )
+from tests.quality.crowd_data import DATASETS, need_crowd_data, read_rows
 
-CROWD = Path(__file__).resolve().parents[2].parent / "shared" / "datasets" / "crowd"
-IN_CI = os.environ.get("CI", "").lower() == "true"
-DATASETS = ["bluebirds", "rte", "product", "dog", "web", "adult", "ms"]
 K = 4
 
 
@@ -462,23 +457,12 @@ def test_rules_clean_names_the_rule_and_the_field():
 # --- real data -------------------------------------------------------------------------------
 
 
-def need_crowd_data() -> None:
-    if not (CROWD / "README.md").is_file():
-        reason = f"shared crowd datasets not found at {CROWD}"
-        if IN_CI:
-            pytest.fail(f"CI=true but {reason}: this test must run in CI.", pytrace=False)
-        pytest.skip(reason)
-
-
 @functools.cache
 def load(name: str) -> dict:
     """Dataset as index arrays. Items are re-keyed in a random order, and so are the rows:
     the files carry no submission times, and their row order follows item ids, which leak
     gold on some datasets."""
-    with (CROWD / name / "labels.csv").open(newline="") as handle:
-        rows = [(r["item"], r["worker"], r["label"]) for r in csv.DictReader(handle)]
-    with (CROWD / name / "gold.csv").open(newline="") as handle:
-        gold = [(r["item"], r["label"]) for r in csv.DictReader(handle)]
+    rows, gold = read_rows(name)
     rng = np.random.default_rng(2024)
     rows = [rows[j] for j in rng.permutation(len(rows))]
     names = sorted({r[0] for r in rows})
