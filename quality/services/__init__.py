@@ -19,15 +19,14 @@ from quality.services.recompute import (
     RECOMPUTE_DELAY_SECONDS,
     RECOMPUTE_LOCK_NAMESPACE,
     RECOMPUTE_PENDING_TTL_SECONDS,
-    UPSERT_BATCH_SIZE,
     project_list_stale,
     quality_config_get,
     quality_recompute,
     quality_recompute_schedule,
     quality_recompute_scheduled,
     quality_recompute_stale_enqueue,
-    skill_name,
 )
+from quality.services.scores import UPSERT_BATCH_SIZE, skill_name
 
 __all__ = [
     "FULL_RECOMPUTE_MAX_AGE",
