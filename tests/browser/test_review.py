@@ -91,7 +91,7 @@ def test_reviewer_accepts_then_picks_with_the_keyboard(page, live_server, log_in
         page.keyboard.press("Enter")  # accept the consensus (positive)
         expect(stage_item).to_have_attribute("id", f"review-item-{items[1].pk}")
         expect(page.locator("[data-notice]")).to_contain_text("Saved “positive”")
-        assert page.evaluate("document.activeElement.id") == f"review-item-{items[1].pk}"
+        expect(page.locator(f"#review-item-{items[1].pk}")).to_be_focused()
         moved = page.locator(".review-controls").bounding_box()
         assert abs(moved["y"] - box["y"]) < 2  # no layout jump between items
 
