@@ -11,6 +11,7 @@ from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from annotation.models import Project
 
 LABEL_KEY = re.compile(r"^labels\[(\d+)\]$")
+FIELD_SEPARATORS = re.compile(r"[,\n]")
 
 
 class ProjectForm(forms.Form):
@@ -42,6 +43,14 @@ class ProjectForm(forms.Form):
         widget=forms.NumberInput(attrs={"min": 30}),
         help_text="How long a worker holds an item before it goes back to the pool.",
     )
+    sensitive_fields = forms.CharField(
+        required=False,
+        label="Sensitive fields",
+        widget=forms.TextInput(attrs={"spellcheck": "false", "placeholder": "e.g. text, author"}),
+        help_text="Item data fields holding personal data, separated by commas. External "
+        "workers always get personal data masked; in these fields masking is stricter "
+        "(any capitalised name, any long number).",
+    )
 
     @classmethod
     def initial_for(cls, project: Project) -> dict[str, Any]:
@@ -57,7 +66,14 @@ class ProjectForm(forms.Form):
             "overlap": project.overlap,
             "gold_ratio": project.gold_ratio,
             "reservation_timeout_seconds": project.reservation_timeout_seconds,
+            "sensitive_fields": ", ".join(project.sensitive_fields),
         }
+
+    def clean_sensitive_fields(self) -> list[str]:
+        names = (
+            name.strip() for name in FIELD_SEPARATORS.split(self.cleaned_data["sensitive_fields"])
+        )
+        return list(dict.fromkeys(name for name in names if name))
 
     def clean_labels(self) -> list[dict[str, str]]:
         self.label_lines: list[int] = []

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
+
+FIELD_NAME_MAX = 100
+SENSITIVE_FIELDS_MAX = 50
+
+
+def sensitive_fields_validate(value: Any) -> None:
+    """`Project.sensitive_fields` is a list of distinct, non-empty item data field names."""
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ValidationError("Give a list of item data field names.")
+    if len(value) > SENSITIVE_FIELDS_MAX:
+        raise ValidationError(f"At most {SENSITIVE_FIELDS_MAX} sensitive fields.")
+    if any(not name.strip() or len(name) > FIELD_NAME_MAX for name in value):
+        raise ValidationError(f"Field names are 1 to {FIELD_NAME_MAX} characters.")
+    if len(set(value)) != len(value):
+        raise ValidationError("A field is listed twice.")
 
 
 class Project(models.Model):
@@ -23,6 +41,11 @@ class Project(models.Model):
     overlap = models.PositiveSmallIntegerField(default=3)
     gold_ratio = models.FloatField(default=0.1)
     reservation_timeout_seconds = models.PositiveIntegerField(default=600)
+    # Item data fields holding personal data: masked with strict rules for external pools
+    # (crowd.privacy), on top of the detector every field gets.
+    sensitive_fields = models.JSONField(
+        default=list, blank=True, validators=[sensitive_fields_validate]
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )

@@ -18,7 +18,7 @@ from annotation.signals import annotation_created
 
 HOTKEY_RE = re.compile(r"^[1-9a-rt-z]$")  # 's' is reserved for skip
 PROJECT_FIELDS = ("name", "instructions", "labels", "overlap", "gold_ratio", "task_type")
-PROJECT_FIELDS += ("reservation_timeout_seconds",)
+PROJECT_FIELDS += ("reservation_timeout_seconds", "sensitive_fields")
 
 
 def labels_clean(labels: Any) -> list[dict[str, str]]:

@@ -7,7 +7,8 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from annotation.models import Project, ProjectMember
-from crowd.models import Assignment, PoolMember, ProjectPool, WorkerBlock
+from crowd.models import Assignment, Pool, PoolMember, ProjectPool, WorkerBlock
+from crowd.privacy import Masking
 
 
 def project_list_for_worker(*, worker: AbstractBaseUser) -> QuerySet[Project]:
@@ -113,3 +114,23 @@ def worker_block_list(*, project: Project, active: bool = True) -> QuerySet[Work
 def worker_block_get(*, project: Project, block_id: int) -> WorkerBlock:
     """One block on the project itself (pool blocks are lifted where the pool is managed)."""
     return WorkerBlock.objects.select_related("worker").get(pk=block_id, project_id=project.pk)
+
+
+def worker_is_external(*, worker: AbstractBaseUser, project: Project) -> bool:
+    """True when the worker belongs to an external-crowd pool of this project (one query).
+
+    Membership of any external pool of the project counts, even beside an internal one: what
+    such a worker receives is masked (crowd.privacy).
+    """
+    return PoolMember.objects.filter(
+        user_id=worker.pk,
+        pool__kind=Pool.Kind.EXTERNAL_CROWD,
+        pool__project_pools__project_id=project.pk,
+    ).exists()
+
+
+def masking_for_worker(*, worker: AbstractBaseUser, project: Project) -> Masking | None:
+    """How to mask `project`'s items for `worker` (crowd.privacy); None: they see the originals."""
+    if not worker_is_external(worker=worker, project=project):
+        return None
+    return Masking(sensitive_fields=frozenset(project.sensitive_fields))

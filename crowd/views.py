@@ -26,8 +26,10 @@ from core.exceptions import ApplicationError
 from core.http import HtmxHttpRequest
 from crowd.forms import LabelSkipForm, LabelSubmitForm, MemberAddForm, WorkerBlockForm
 from crowd.models import Assignment, WorkerBlock
+from crowd.privacy import items_mask
 from crowd.selectors import (
     assignment_get_for_worker,
+    masking_for_worker,
     member_list,
     worker_block_get,
     worker_block_list,
@@ -76,6 +78,13 @@ def _client_key(request: HtmxHttpRequest) -> str:
     )
 
 
+def _mask_for_worker(request: HtmxHttpRequest, project: Project, ready: list[Assignment]) -> None:
+    """Mask personal data in the items about to be rendered for an external worker."""
+    if ready:
+        masking = masking_for_worker(worker=request.user, project=project)  # type: ignore[arg-type]
+        items_mask((assignment.item for assignment in ready), masking=masking)
+
+
 def _refill(
     request: HtmxHttpRequest, project: Project, form: LabelSkipForm, *, status: int, notice: str
 ) -> TemplateResponse:
@@ -88,6 +97,7 @@ def _refill(
         )
     except WorkerBlockedError as error:  # blocked meanwhile: no more work, and the reason why
         ready, status, notice = [], error.status_code, notice or error.message
+    _mask_for_worker(request, project, ready)
     context = {"project": project, "ready": ready, "notice": notice}
     return TemplateResponse(request, f"{LABEL_TEMPLATE}#label-refill", context, status=status)
 
@@ -103,6 +113,7 @@ def label_page(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     except WorkerBlockedError as error:  # the page says so, with the owner's reason
         context["blocked"] = error.block
         return TemplateResponse(request, LABEL_TEMPLATE, context, status=error.status_code)
+    _mask_for_worker(request, project, context["ready"])  # the buffered next item too
     context["done"] = worker_submitted_count(worker=request.user, project=project)  # type: ignore[arg-type]
     return TemplateResponse(request, LABEL_TEMPLATE, context)
 

@@ -34,6 +34,7 @@ class ProjectOutputSerializer(serializers.ModelSerializer):
             "overlap",
             "gold_ratio",
             "reservation_timeout_seconds",
+            "sensitive_fields",
             "created_at",
             "role",
         ]

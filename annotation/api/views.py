@@ -38,9 +38,18 @@ class ProjectInputSerializer(serializers.Serializer):
     overlap = serializers.IntegerField(required=False)
     gold_ratio = serializers.FloatField(required=False)
     reservation_timeout_seconds = serializers.IntegerField(required=False)
+    sensitive_fields = serializers.ListField(
+        child=serializers.CharField(max_length=100),
+        required=False,
+        max_length=50,
+        help_text="Item data fields holding personal data: stricter masking for external pools.",
+    )
 
     def validate_labels(self, labels: list[dict[str, str]]) -> list[dict[str, str]]:
         return [dict(label) for label in labels]  # the service validates values and hotkeys
+
+    def validate_sensitive_fields(self, names: list[str]) -> list[str]:
+        return list(dict.fromkeys(names))
 
 
 class ProjectListCreateApi(GenericAPIView):

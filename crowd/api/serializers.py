@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
 from rest_framework import serializers
 
-from annotation.models import Annotation, ProjectMember
+from annotation.models import Annotation, Item, ProjectMember
 from crowd.models import Assignment, WorkerBlock
+from crowd.privacy import data_mask
 
 
 class WorkItemSerializer(serializers.Serializer):
-    """The item as a worker sees it: id and data, never the gold answer."""
+    """The item as a worker sees it: id and data, never the gold answer.
+
+    The context must say `masking` (crowd.privacy.masking_for: None sends the original data),
+    so no endpoint can forget it and send personal data to an external worker.
+    """
 
     id = serializers.IntegerField()
     data = serializers.JSONField()
+
+    def to_representation(self, instance: Item) -> dict[str, Any]:
+        if "masking" not in self.context:
+            raise ImproperlyConfigured("WorkItemSerializer needs 'masking' in its context.")
+        shown = super().to_representation(instance)
+        masking = self.context["masking"]
+        if masking is not None:
+            shown["data"] = data_mask(shown["data"], sensitive_fields=masking.sensitive_fields)
+        return shown
 
 
 class AssignmentOutputSerializer(serializers.Serializer):

@@ -26,7 +26,13 @@ from crowd.api.serializers import (
     SubmitOutputSerializer,
 )
 from crowd.models import Assignment, WorkerBlock
-from crowd.selectors import member_list, worker_block_get, worker_block_list
+from crowd.privacy import Masking
+from crowd.selectors import (
+    masking_for_worker,
+    member_list,
+    worker_block_get,
+    worker_block_list,
+)
 from crowd.services import (
     assignment_claim_next,
     assignment_skip,
@@ -65,6 +71,14 @@ def _owned_project(request: Request, project_id: int, denied: str) -> Project:
     return project_access(user=request.user, project_id=project_id, roles=OWNERS, denied=denied)[0]
 
 
+def _work_context(
+    request: Request, project: Project, claimed: Assignment | None
+) -> dict[str, Masking | None]:
+    """Serializer context for work sent to the caller: masked if they are an external worker."""
+    masking = None if claimed is None else masking_for_worker(worker=request.user, project=project)
+    return {"masking": masking}
+
+
 def _wants_next(request: Request) -> bool:
     return request.query_params.get("next", "").lower() in {"1", "true", "yes"}
 
@@ -100,7 +114,8 @@ class ProjectNextApi(CrowdApi):
             raise
         if claimed is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
-        return Response(AssignmentOutputSerializer(claimed).data)
+        context = _work_context(request, project, claimed)
+        return Response(AssignmentOutputSerializer(claimed, context=context).data)
 
 
 class AssignmentSubmitApi(CrowdApi):
@@ -125,7 +140,8 @@ class AssignmentSubmitApi(CrowdApi):
         body = {"annotation": annotation}
         if _wants_next(request):
             body["next"] = assignment_claim_next(worker=request.user, project=assignment.project)
-        return Response(SubmitOutputSerializer(body).data)
+        context = _work_context(request, assignment.project, body.get("next"))
+        return Response(SubmitOutputSerializer(body, context=context).data)
 
 
 class AssignmentSkipApi(CrowdApi):
@@ -138,7 +154,8 @@ class AssignmentSkipApi(CrowdApi):
         body = {"assignment": skipped.pk, "status": skipped.status}
         if _wants_next(request):
             body["next"] = assignment_claim_next(worker=request.user, project=assignment.project)
-        return Response(SkipOutputSerializer(body).data)
+        context = _work_context(request, assignment.project, body.get("next"))
+        return Response(SkipOutputSerializer(body, context=context).data)
 
 
 class ProjectMemberListApi(APIView):
