@@ -14,6 +14,7 @@ urlpatterns = [
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("", include("annotation.api.urls")),
     path("", include("crowd.api.urls")),
+    path("", include("crowd.api.pay_urls")),
     path("", include("quality.api.urls")),
     path("", include("quality.api.release_urls")),
     path("", include("quality.api.label_import")),

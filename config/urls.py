@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/v1/", include(("config.api_urls", "api"), namespace="api")),
     path("", include("annotation.urls")),
     path("", include("crowd.urls")),
+    path("", include("crowd.pay_urls")),
     path("", include("quality.urls")),
     path("", include("quality.release_urls")),
     path("", include("quality.label_import_urls")),

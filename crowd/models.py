@@ -228,3 +228,127 @@ class WorkerSkill(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}={self.score:.0f} ({self.worker_id})"
+
+
+class PaySettings(models.Model):
+    """What a project pays: a reward per approved annotation (gold answers optionally apart),
+    in integer cents of one currency, and the hourly floor of the fair-pay monitor.
+
+    A project without a row pays nothing and uses ASSAY_FAIR_PAY_FLOOR_CENTS_PER_HOUR.
+    """
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="pay_settings")
+    currency = models.CharField(max_length=3, default="USD")
+    reward_cents = models.PositiveIntegerField(default=0)
+    gold_reward_cents = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Reward for an answer on a gold item; empty: as others."
+    )
+    fair_pay_floor_cents_per_hour = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Empty: the site default."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "pay settings"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(currency__regex=r"^[A-Z]{3}$"), name="pay_settings_currency_iso"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"pay {self.project_id}: {self.reward_cents} {self.currency}"
+
+
+class PayDecision(models.Model):
+    """Approval or rejection of one annotation. Append-only: overturning a decision supersedes
+    the current row and adds a new one, so the ledger follows and the history stays.
+
+    `amount_cents` is the reward owed, frozen when the decision is made (0 for rejections).
+    """
+
+    class Status(models.TextChoices):
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    class Source(models.TextChoices):
+        OWNER = "owner", "Owner"
+        REVIEWER = "reviewer", "Reviewer"
+        QUALITY = "quality", "Quality engine"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="pay_decisions")
+    annotation = models.ForeignKey(
+        Annotation, on_delete=models.CASCADE, related_name="pay_decisions"
+    )
+    worker = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="pay_decisions"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices)
+    reason = models.TextField(blank=True)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    amount_cents = models.PositiveIntegerField(default=0)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    superseded_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["annotation"],
+                condition=Q(superseded_at__isnull=True),
+                name="pay_decision_one_current",
+            ),
+            models.CheckConstraint(
+                condition=Q(status="approved") | (Q(amount_cents=0) & ~Q(reason="")),
+                name="pay_decision_rejection_has_reason",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["project", "worker", "created_at"],
+                name="pay_decision_ledger_idx",
+                condition=Q(superseded_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.status} annotation{self.annotation_id} ({self.source})"
+
+
+class Bonus(models.Model):
+    """Extra pay granted to a worker on a project, with a note the worker reads."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="bonuses")
+    worker = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="bonuses"
+    )
+    amount_cents = models.PositiveIntegerField()
+    note = models.TextField()
+    granted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount_cents__gt=0), name="bonus_positive"),
+            models.CheckConstraint(condition=~Q(note=""), name="bonus_has_note"),
+        ]
+        indexes = [
+            models.Index(fields=["project", "worker", "created_at"], name="bonus_ledger_idx")
+        ]
+
+    def __str__(self) -> str:
+        return f"bonus {self.amount_cents} to {self.worker_id}@{self.project_id}"

@@ -105,6 +105,9 @@ STORAGES = {
 ASSAY_IMPORT_MAX_BYTES = env.int("ASSAY_IMPORT_MAX_BYTES", default=200 * 1024 * 1024)
 # Claims sweep their project's expired reservations at most this often (per process).
 ASSAY_SWEEP_INTERVAL_SECONDS = env.int("ASSAY_SWEEP_INTERVAL_SECONDS", default=5)
+# Fair-pay monitor: the hourly rate (in cents of the project's currency) below which the pay
+# page warns, for projects whose owner has not set their own floor.
+ASSAY_FAIR_PAY_FLOOR_CENTS_PER_HOUR = env.int("ASSAY_FAIR_PAY_FLOOR_CENTS_PER_HOUR", default=1200)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 
