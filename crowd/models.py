@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from annotation.models import Annotation, Item, Project
 
@@ -50,6 +50,7 @@ class ProjectPool(models.Model):
 
     class Rule(models.TextChoices):
         LABEL = "label", "Label items"
+        REVIEW = "review", "Review items (experts)"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="project_pools")
     pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="project_pools")
@@ -352,3 +353,159 @@ class Bonus(models.Model):
 
     def __str__(self) -> str:
         return f"bonus {self.amount_cents} to {self.worker_id}@{self.project_id}"
+
+
+class PoolInvite(models.Model):
+    """A link that lets whoever holds it join a pool, until it expires or is used up."""
+
+    pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="invites")
+    token = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+    max_uses = models.PositiveIntegerField(default=1)
+    uses = models.PositiveIntegerField(default=0)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(uses__lte=F("max_uses")), name="pool_invite_uses"),
+        ]
+
+    def __str__(self) -> str:
+        return f"invite to pool{self.pool_id}"
+
+
+class ProjectRequirement(models.Model):
+    """What a worker must have to get work on a project; checked on every next-item call."""
+
+    class Kind(models.TextChoices):
+        SKILL = "skill", "Skill at or above a score"
+        APPROVED = "approved", "Approved annotations (any project)"
+        POOL = "pool", "Member of a pool"
+        QUALIFICATION = "qualification", "Passed the project's qualification test"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="requirements")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    skill_name = models.CharField(max_length=100, blank=True)
+    min_score = models.FloatField(null=True, blank=True)
+    min_count = models.PositiveIntegerField(null=True, blank=True)
+    pool = models.ForeignKey(
+        Pool, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=(Q(kind="skill", min_score__isnull=False) & ~Q(skill_name=""))
+                | Q(kind="approved", min_count__isnull=False)
+                | Q(kind="pool", pool__isnull=False)
+                | Q(kind="qualification"),
+                name="project_requirement_complete",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} requirement on project{self.project_id}"
+
+
+class Qualification(models.Model):
+    """A project's qualification test: gold items a worker labels before any regular work."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="qualification")
+    items = models.ManyToManyField(Item, related_name="qualifications")
+    pass_mark = models.FloatField(default=0.8, help_text="Share of test items right to pass.")
+    attempts_allowed = models.PositiveSmallIntegerField(default=2)
+    cooldown_seconds = models.PositiveIntegerField(default=86_400)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(pass_mark__gte=0, pass_mark__lte=1), name="qualification_pass_mark"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"qualification for project{self.project_id}"
+
+
+class QualificationAttempt(models.Model):
+    """One go at a qualification test; `passed` is set when every test item is answered."""
+
+    qualification = models.ForeignKey(
+        Qualification, on_delete=models.CASCADE, related_name="attempts"
+    )
+    worker = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="qualification_attempts"
+    )
+    answers = models.JSONField(default=dict, help_text="{item id: label}")
+    correct = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    passed = models.BooleanField(null=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["qualification", "worker"],
+                condition=Q(finished_at__isnull=True),
+                name="qualification_attempt_one_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.worker_id}@qualification{self.qualification_id}"
+
+
+class ExternalStudy(models.Model):
+    """A project's entry link for a recruitment platform (Prolific, Mechanical Turk)."""
+
+    class Platform(models.TextChoices):
+        PROLIFIC = "prolific", "Prolific"
+        MTURK = "mturk", "Mechanical Turk"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="studies")
+    pool = models.ForeignKey(Pool, on_delete=models.PROTECT, related_name="studies")
+    platform = models.CharField(max_length=16, choices=Platform.choices)
+    slug = models.CharField(max_length=64, unique=True)
+    quota = models.PositiveIntegerField(default=20, help_text="Items a worker labels per visit.")
+    completion_code = models.CharField(max_length=64)
+    return_url = models.URLField(blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.platform} study {self.slug}"
+
+
+class ExternalIdentity(models.Model):
+    """The account behind an external worker id: created on first arrival, resumed after."""
+
+    study = models.ForeignKey(ExternalStudy, on_delete=models.CASCADE, related_name="identities")
+    external_id = models.CharField(max_length=200)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="external_identities"
+    )
+    study_ref = models.CharField(max_length=200, blank=True)
+    session_ref = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "external_id"], name="external_identity_unique"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"external worker of study{self.study_id}"
