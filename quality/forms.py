@@ -17,6 +17,7 @@ from quality.spam import ACTIONS, DEFAULT_RULES, OPS, SIGNALS, rules_to_json
 RULE_ERROR = re.compile(r"^Rule (\d+): (.*)$", re.DOTALL)
 RULE_INPUTS = ("signal", "op", "threshold", "min_evidence", "action")
 BLANK_RULE_ROWS = 1
+APPROVAL_GOLD_MIN_DEFAULT = QualityConfig._meta.get_field("approval_gold_min").default
 
 
 class QualityConfigForm(forms.Form):
@@ -78,10 +79,40 @@ class QualityConfigForm(forms.Form):
         label="Skill name",
         help_text="Skill that gold answers here update (empty: one skill for this project).",
     )
+    approval_gold_bar = forms.FloatField(
+        required=False,
+        label="Approve workers with gold accuracy at least",
+        widget=forms.NumberInput(attrs={"min": 0, "max": 1, "step": 0.01}),
+        help_text="0 to 1, as the 95% lower bound. Empty: this rule is off.",
+    )
+    approval_gold_min = forms.IntegerField(
+        required=False,
+        label="Gold answers needed first",
+        widget=forms.NumberInput(attrs={"min": 1}),
+        help_text="The gold rule applies to a worker once they gave this many gold answers "
+        "(empty: 10).",
+    )
+    approval_consensus = forms.FloatField(
+        required=False,
+        label="Approve answers matching a consensus at least this confident",
+        widget=forms.NumberInput(attrs={"min": 0, "max": 1, "step": 0.01}),
+        help_text="0 to 1. Empty: this rule is off.",
+    )
+    approval_reject = forms.BooleanField(
+        required=False,
+        label="Reject answers that clearly fail a rule (otherwise they wait for you)",
+        help_text="The worker reads the reason, e.g. “Did not match the confident consensus "
+        "(92%)”. You can overturn any automatic decision on the pay page.",
+    )
+
     auto_actions = forms.BooleanField(
         required=False,
         label="Let rules act on their own (otherwise they only flag workers for you)",
     )
+
+    def clean_approval_gold_min(self) -> int:
+        value = self.cleaned_data.get("approval_gold_min")
+        return APPROVAL_GOLD_MIN_DEFAULT if value is None else value
 
     @classmethod
     def initial_for(cls, config: QualityConfig) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 
 from annotation.models import Item, Project
@@ -48,6 +49,26 @@ class QualityConfig(models.Model):
     auto_actions = models.BooleanField(
         default=True, help_text="Apply rule actions automatically (otherwise only flag)."
     )
+    # Quality-linked approval (quality.services.approval): a rule is off while its bar is
+    # empty. An answer meeting either enabled rule is approved; with approval_reject, one
+    # that clearly fails an enabled rule (and meets none) is rejected with the reason.
+    approval_gold_bar = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Approve the answers of workers whose gold accuracy (95% lower bound) "
+        "is at least this.",
+    )
+    approval_gold_min = models.PositiveSmallIntegerField(
+        default=10, help_text="Gold answers a worker needs before the gold rule applies."
+    )
+    approval_consensus = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Approve answers that agree with a consensus at least this confident.",
+    )
+    approval_reject = models.BooleanField(
+        default=False, help_text="Reject answers that clearly fail an approval rule."
+    )
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -60,6 +81,24 @@ class QualityConfig(models.Model):
 
     def __str__(self) -> str:
         return f"QualityConfig {self.project_id}"
+
+    @property
+    def approval_enabled(self) -> bool:
+        return self.approval_gold_bar is not None or self.approval_consensus is not None
+
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        for name in ("approval_gold_bar", "approval_consensus"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int | float) and 0 < value <= 1):
+                errors[name] = ["Above 0 and at most 1, or empty to turn the rule off."]
+        count = self.approval_gold_min
+        if not isinstance(count, int) or count < 1:
+            errors["approval_gold_min"] = ["At least 1."]
+        if self.approval_reject and not errors and not self.approval_enabled:
+            errors["approval_reject"] = ["Set a gold or consensus bar first: nothing to reject by."]
+        if errors:
+            raise ValidationError(errors)
 
 
 class ItemScore(models.Model):

@@ -74,6 +74,23 @@ class QualityConfigInputSerializer(serializers.Serializer):
         help_text="List of {signal, op, threshold, min_evidence, action}; [] for the defaults.",
     )
     auto_actions = serializers.BooleanField(required=False)
+    approval_gold_bar = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        help_text="Approve answers of workers whose gold accuracy (95% lower bound) is at "
+        "least this; null turns the rule off.",
+    )
+    approval_gold_min = serializers.IntegerField(
+        required=False, help_text="Gold answers a worker needs before the gold rule applies."
+    )
+    approval_consensus = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        help_text="Approve answers agreeing with a consensus at least this confident; null: off.",
+    )
+    approval_reject = serializers.BooleanField(
+        required=False, help_text="Reject answers that clearly fail an enabled rule."
+    )
 
 
 class QualityConfigApi(APIView):

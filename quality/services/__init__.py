@@ -14,6 +14,12 @@ from quality.services.actions import (
     quality_config_update,
     rules_apply,
 )
+from quality.services.approval import (
+    ApprovalResult,
+    approval_decisions_apply,
+    approval_reason_consensus,
+    approval_reason_gold,
+)
 from quality.services.recompute import (
     FULL_RECOMPUTE_MAX_AGE,
     RECOMPUTE_DELAY_SECONDS,
@@ -29,8 +35,12 @@ from quality.services.recompute import (
 from quality.services.scores import UPSERT_BATCH_SIZE, skill_name
 
 __all__ = [
+    "ApprovalResult",
     "FULL_RECOMPUTE_MAX_AGE",
     "GOLD_CANDIDATE_CONFIDENCE",
+    "approval_decisions_apply",
+    "approval_reason_consensus",
+    "approval_reason_gold",
     "RECOMPUTE_DELAY_SECONDS",
     "RECOMPUTE_LOCK_NAMESPACE",
     "RECOMPUTE_PENDING_TTL_SECONDS",

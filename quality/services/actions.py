@@ -56,6 +56,10 @@ CONFIG_FIELDS = (
     "skill_name",
     "spam_rules",
     "auto_actions",
+    "approval_gold_bar",
+    "approval_gold_min",
+    "approval_consensus",
+    "approval_reject",
 )
 
 

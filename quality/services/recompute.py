@@ -42,6 +42,7 @@ from quality.models import (
     ReviewDecision,
 )
 from quality.services import engine, scores
+from quality.services.approval import approval_decisions_apply
 from quality.services.engine import Consensus, Votes
 from quality.tasks import quality_recompute_task
 
@@ -228,6 +229,7 @@ def quality_recompute(*, project: Project, full: bool = True) -> ProjectScore:
         )
         scores.skills_write(project=project, config=config, votes=votes, stats=stats)
         votes = scores.gold_retire(project=project, config=config, votes=votes)
+        approval_decisions_apply(project=project, config=config)
         pool = engine.gold_pool(votes, rates=rates, active=~excluded) if full else None
         return scores.project_score_write(
             project=project,
