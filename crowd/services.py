@@ -46,10 +46,12 @@ from crowd.models import (
     Pool,
     PoolMember,
     ProjectPool,
+    ProjectRequirement,
     WorkerBlock,
     WorkerSkill,
     WorkerStanding,
 )
+from crowd.pools import requirements_check
 from crowd.selectors import assignment_list_live, worker_block_active
 
 UPSERT_BATCH = 1_000
@@ -337,23 +339,30 @@ def _regular_left(*, worker: AbstractBaseUser, project: Project) -> bool:
     return claimable.values_list("id", flat=True).first() is not None
 
 
+# One round trip for what every claim needs to know first: the worker's standing (no row: the
+# defaults) and whether the project has requirements at all (an index probe; only then does
+# crowd.pools.requirements_check run its one query).
 _STANDING_SQL = (
-    'SELECT "gold_rate", "reliable" FROM "crowd_workerstanding" '
-    'WHERE "project_id" = %s AND "worker_id" = %s'
+    'SELECT s."gold_rate", s."reliable", EXISTS (SELECT 1 FROM "crowd_projectrequirement" r '
+    'WHERE r."project_id" = %s) FROM (SELECT 1) AS one LEFT JOIN "crowd_workerstanding" s '
+    'ON s."project_id" = %s AND s."worker_id" = %s'
 )
 
 
-def _standing(*, worker: AbstractBaseUser, project: Project) -> tuple[float, bool]:
-    """The worker's gold rate (the project's gold ratio unless the quality engine set one) and
-    whether they count as reliable. One lookup on the standing's unique index (a prepared
-    statement on PostgreSQL, like the claim: it runs on every next call)."""
+def _standing(*, worker: AbstractBaseUser, project: Project) -> tuple[float, bool, bool]:
+    """The worker's gold rate (the project's gold ratio unless the quality engine set one),
+    whether they count as reliable, and whether the project has requirements. One lookup on
+    the standing's unique index (a prepared statement on PostgreSQL, like the claim: it runs on
+    every next call)."""
     if connection.vendor == "postgresql":
-        row = _fetch_one_prepared(_STANDING_SQL, (project.pk, worker.pk))
+        row = _fetch_one_prepared(_STANDING_SQL, (project.pk, project.pk, worker.pk))
+        gold_rate, reliable, has_requirements = row or (None, False, False)
     else:
         standing = WorkerStanding.objects.filter(project_id=project.pk, worker_id=worker.pk)
-        row = standing.values_list("gold_rate", "reliable").first()
-    gold_rate, reliable = row or (None, False)
-    return (project.gold_ratio if gold_rate is None else gold_rate), bool(reliable)
+        gold_rate, reliable = standing.values_list("gold_rate", "reliable").first() or (None, False)
+        has_requirements = ProjectRequirement.objects.filter(project_id=project.pk).exists()
+    gold_rate = project.gold_ratio if gold_rate is None else gold_rate
+    return gold_rate, bool(reliable), bool(has_requirements)
 
 
 def assignment_claim_next(*, worker: AbstractBaseUser, project: Project) -> Assignment | None:
@@ -363,10 +372,19 @@ def assignment_claim_next(*, worker: AbstractBaseUser, project: Project) -> Assi
     Returns None when no regular item is left for this worker (gold alone is never served).
     Membership and blocks are checked inside the claim query; only an empty result pays for
     telling "nothing left" (None) from "blocked" (WorkerBlockedError, with the reason) and
-    "not a labeler here" (NotAllowedError).
+    "not a labeler here" (NotAllowedError). The project's requirements are checked first
+    (crowd.pools.requirements_check: RequirementNotMetError, and nothing is claimed).
     """
+    return _assignment_claim_next(worker=worker, project=project, checked=False)
+
+
+def _assignment_claim_next(
+    *, worker: AbstractBaseUser, project: Project, checked: bool
+) -> Assignment | None:
     _expire_stale_now_and_then(project_id=project.pk)
-    gold_rate, reliable = _standing(worker=worker, project=project)
+    gold_rate, reliable, has_requirements = _standing(worker=worker, project=project)
+    if has_requirements and not checked:
+        requirements_check(worker=worker, project=project)
     claimed = _claim_next(worker=worker, project=project, gold_rate=gold_rate, reliable=reliable)
     if claimed is None:
         block = worker_block_active(worker=worker, project=project)
@@ -567,12 +585,14 @@ def assignment_list_ready(
     """Fill a worker's buffer up to `size`: live reservations first, then new claims.
 
     `held` are shown to the worker already; `pending` were answered by requests in flight.
+    The project's requirements are checked once, before anything is handed out.
     """
+    requirements_check(worker=worker, project=project)
     want = max(size - len(held), 0)
     live = assignment_list_live(worker=worker, project=project)
     ready = list(live.exclude(pk__in=[*held, *pending])[:want])
     while len(ready) < want:
-        claimed = assignment_claim_next(worker=worker, project=project)
+        claimed = _assignment_claim_next(worker=worker, project=project, checked=True)
         if claimed is None:
             break
         ready.append(claimed)

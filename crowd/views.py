@@ -24,9 +24,13 @@ from annotation.access import OWNERS, project_access
 from annotation.models import Project
 from core.exceptions import ApplicationError
 from core.http import HtmxHttpRequest
+from crowd.external import visit_list_ready, visit_progress
+from crowd.external_views import visit_get
 from crowd.forms import LabelSkipForm, LabelSubmitForm, MemberAddForm, WorkerBlockForm
 from crowd.models import Assignment, WorkerBlock
+from crowd.pools import RequirementNotMetError
 from crowd.privacy import items_mask
+from crowd.qualification import qualification_required
 from crowd.selectors import (
     assignment_get_for_worker,
     masking_for_worker,
@@ -48,6 +52,7 @@ from crowd.services import (
 )
 
 LABEL_TEMPLATE = "crowd/assignment_label.html"
+QUALIFY_FIRST = "Pass the project's qualification test first: reload the page."
 NOT_SAVED_INVALID = "Your last answer was not saved: it was not one of this project's labels."
 
 
@@ -85,17 +90,36 @@ def _mask_for_worker(request: HtmxHttpRequest, project: Project, ready: list[Ass
         items_mask((assignment.item for assignment in ready), masking=masking)
 
 
+def _list_ready(
+    request: HtmxHttpRequest, project: Project, held: list[int], pending: list[int]
+) -> list[Assignment]:
+    """The worker's buffer refill; an external worker's visit never goes past its quota."""
+    visit = visit_get(request, project)
+    if visit is None:
+        return assignment_list_ready(
+            worker=request.user,  # type: ignore[arg-type]
+            project=project,
+            held=held,
+            pending=pending,
+        )
+    identity, started_at = visit
+    return visit_list_ready(identity=identity, started_at=started_at, held=held, pending=pending)
+
+
+def _qualify_first(request: HtmxHttpRequest, project: Project) -> TemplateResponse:
+    """No work, and why, for a worker who has not passed the project's qualification test."""
+    context = {"project": project, "ready": [], "notice": QUALIFY_FIRST}
+    return TemplateResponse(request, f"{LABEL_TEMPLATE}#label-refill", context, status=403)
+
+
 def _refill(
     request: HtmxHttpRequest, project: Project, form: LabelSkipForm, *, status: int, notice: str
 ) -> TemplateResponse:
+    if qualification_required(worker=request.user, project=project):  # type: ignore[arg-type]
+        return _qualify_first(request, project)
     try:
-        ready = assignment_list_ready(
-            worker=request.user,  # type: ignore[arg-type]
-            project=project,
-            held=form.ids("held"),
-            pending=form.ids("pending"),
-        )
-    except WorkerBlockedError as error:  # blocked meanwhile: no more work, and the reason why
+        ready = _list_ready(request, project, form.ids("held"), form.ids("pending"))
+    except (WorkerBlockedError, RequirementNotMetError) as error:  # no more work, and why
         ready, status, notice = [], error.status_code, notice or error.message
     _mask_for_worker(request, project, ready)
     context = {"project": project, "ready": ready, "notice": notice}
@@ -107,11 +131,21 @@ def _refill(
 def label_page(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The labeling page: current item, the next one held ready, labels with hotkeys."""
     project, role = _labeling_project(request, pk)
+    if qualification_required(worker=request.user, project=project):  # type: ignore[arg-type]
+        return redirect("external:qualification-test", pk=project.pk)
     context: dict[str, Any] = {"project": project, "role": role}
+    visit = visit_get(request, project)
+    if visit is not None:  # an external worker: the completion code once the quota is done
+        context["done_url"] = reverse("external:study-done", args=[visit[0].study.slug])
+        if visit_progress(identity=visit[0], started_at=visit[1]).is_done:
+            return redirect(context["done_url"])
     try:
-        context["ready"] = assignment_list_ready(worker=request.user, project=project, held=())  # type: ignore[arg-type]
+        context["ready"] = _list_ready(request, project, [], [])
     except WorkerBlockedError as error:  # the page says so, with the owner's reason
         context["blocked"] = error.block
+        return TemplateResponse(request, LABEL_TEMPLATE, context, status=error.status_code)
+    except RequirementNotMetError as error:  # the page says which requirement is missing
+        context["unmet"] = error.message
         return TemplateResponse(request, LABEL_TEMPLATE, context, status=error.status_code)
     _mask_for_worker(request, project, context["ready"])  # the buffered next item too
     context["done"] = worker_submitted_count(worker=request.user, project=project)  # type: ignore[arg-type]
@@ -124,6 +158,8 @@ def label_submit(request: HtmxHttpRequest, pk: int, assignment_id: int) -> HttpR
     """Store the answer; reply with the item(s) that refill the page's buffer."""
     project, _role = _labeling_project(request, pk)
     assignment = _own_assignment(request, project, assignment_id)
+    if qualification_required(worker=request.user, project=project):  # type: ignore[arg-type]
+        return _qualify_first(request, project)
     form = LabelSubmitForm(request.POST)
     status, notice = 422, NOT_SAVED_INVALID
     if form.is_valid():

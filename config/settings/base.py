@@ -177,6 +177,9 @@ SPECTACULAR_SETTINGS = {
         "AssignmentStatusEnum": "crowd.models.Assignment.Status",
         "ReleaseStatusEnum": "quality.models.Release.Status",
         "MemberRoleEnum": "annotation.models.ProjectMember.Role",
+        "PoolKindEnum": "crowd.models.Pool.Kind",
+        "RequirementKindEnum": "crowd.models.ProjectRequirement.Kind",
+        "QualityActionKindEnum": "quality.models.QualityAction.Kind",
     },
 }
 

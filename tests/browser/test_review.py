@@ -97,6 +97,7 @@ def test_reviewer_accepts_then_picks_with_the_keyboard(page, live_server, log_in
 
         page.keyboard.press("2")  # pick Worker B's "negative" over the consensus "mixed"
         expect(stage_item).to_have_attribute("id", f"review-item-{items[2].pk}")
+        expect(page.locator(f"#review-item-{items[2].pk}")).to_be_focused()  # swap settled
 
         page.keyboard.press("ArrowDown")
         page.keyboard.press("ArrowDown")  # Worker B's answer: negative
