@@ -297,6 +297,8 @@ class Release(models.Model):
     annotation_cutoff_id = models.BigIntegerField(default=0)
     config_snapshot = models.JSONField(default=dict)
     include_raw = models.BooleanField(default=False)
+    # Owner's explicit opt-in: raw annotations also carry usernames, emails and platform ids.
+    include_identities = models.BooleanField(default=False)
     manifest = models.JSONField(null=True, blank=True)
     progress = models.FloatField(default=0.0)
     error = models.TextField(blank=True)

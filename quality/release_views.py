@@ -42,6 +42,18 @@ class ReleaseForm(forms.Form):
     name = forms.CharField(max_length=200, required=False)
     notes = forms.CharField(max_length=10_000, required=False, widget=forms.Textarea)
     include_raw = forms.BooleanField(required=False, label="Include raw annotations")
+    include_identities = forms.BooleanField(
+        required=False, label="Include annotator identities (usernames, emails, platform ids)"
+    )
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if cleaned.get("include_identities") and not cleaned.get("include_raw"):
+            self.add_error(
+                "include_identities",
+                "Identities are only exported with raw annotations: tick both or neither.",
+            )
+        return cleaned
 
 
 def _role(request: HtmxHttpRequest, project: Project) -> str:

@@ -20,6 +20,21 @@ class ReleaseCreateInputSerializer(serializers.Serializer):
         default=False,
         help_text="Also export each annotation, with a pseudonymous annotator id.",
     )
+    include_identities = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=(
+            "Only with include_raw: each annotation also carries the annotator's username, "
+            "email and external platform ids. Off unless asked for explicitly."
+        ),
+    )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs.get("include_identities") and not attrs.get("include_raw"):
+            raise serializers.ValidationError(
+                {"include_identities": "Identities are only exported with include_raw."}
+            )
+        return attrs
 
 
 class ReleaseCountsSerializer(serializers.Serializer):
@@ -40,6 +55,7 @@ class ReleaseOutputSerializer(serializers.Serializer):
     progress = serializers.FloatField(help_text="0 to 1 while building.")
     error = serializers.CharField()
     include_raw = serializers.BooleanField()
+    include_identities = serializers.BooleanField()
     item_cutoff_id = serializers.IntegerField()
     annotation_cutoff_id = serializers.IntegerField()
     created_by = serializers.CharField(source="created_by.username")

@@ -17,7 +17,10 @@ Released items are those with id <= item_cutoff_id that have at least one annota
 id <= annotation_cutoff_id. Gold items are included (they are part of the owner's dataset) and
 flagged with `is_gold`; their gold answers are not exported. Only owners and reviewers can
 read a release. With `include_raw`, each item also lists its annotations with a pseudonymous
-annotator id that is stable within the project and never a username or email.
+annotator id that is stable within the project and never a username or email, unless the
+owner also asks for `include_identities`: then each annotation carries the annotator's
+username, email and the external platform ids of the project's studies. CSV cells that a
+spreadsheet would read as a formula (= + - @ tab CR) are prefixed with '.
 
 The files contain nothing that depends on when they were built, so building the same release
 twice gives byte-identical files; a ready release is never rebuilt.
@@ -36,6 +39,7 @@ from quality.releases.building import (
     DATA_FILES,
     MANIFEST_FILE,
     annotator_pseudonym,
+    csv_safe,
     release_build,
     release_storage_dir,
 )
@@ -67,6 +71,7 @@ __all__ = [
     "ReleaseDownload",
     "ReleaseIntegrityError",
     "annotator_pseudonym",
+    "csv_safe",
     "project_get_for_releases",
     "release_build",
     "release_create",

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -32,6 +33,7 @@ from django.utils import timezone
 
 from annotation.models import Annotation, Item
 from core.exceptions import ApplicationError
+from crowd.models import ExternalIdentity
 from quality.metrics import fleiss_kappa, krippendorff_alpha_nominal, vote_shares
 from quality.models import ItemScore, Release, ReleaseFile, ReviewDecision
 
@@ -41,6 +43,8 @@ CHUNK_SIZE = 2000  # rows fetched per round trip, and items between progress upd
 CONSENSUS_METHOD = "majority vote, ties by label order"
 DATA_FILES = {"jsonl": "data.jsonl", "csv": "data.csv"}
 MANIFEST_FILE = "manifest.json"
+# A CSV cell starting with one of these is read as a formula by spreadsheet programs.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def release_build(*, release: Release) -> Release:
@@ -73,6 +77,47 @@ def annotator_pseudonym(*, project_id: int, user_id: int) -> str:
     message = f"release-annotator:{project_id}:{user_id}".encode()
     digest = hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
     return "w" + digest[:10]
+
+
+def csv_safe(value: Any) -> Any:
+    """A CSV cell that spreadsheets will not run: text that could start a formula gets a '."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
+def _identities(release: Release) -> dict[int, dict[str, Any]]:
+    """Username, email and external platform ids of everyone who annotated the release.
+
+    Only for releases whose owner asked for identities. External ids are those of the
+    project's own studies, sorted, so the files stay the same for the same data.
+    """
+    voted = Annotation.objects.filter(
+        author_id=OuterRef("pk"),
+        project_id=release.project_id,
+        id__lte=release.annotation_cutoff_id,
+        item_id__lte=release.item_cutoff_id,
+    )
+    users = get_user_model().objects.filter(Exists(voted)).values_list("id", "username", "email")
+    identities: dict[int, dict[str, Any]] = {
+        user_id: {
+            "annotator_username": username,
+            "annotator_email": email or "",
+            "annotator_external_ids": [],
+        }
+        for user_id, username, email in users
+    }
+    external = (
+        ExternalIdentity.objects.filter(
+            study__project_id=release.project_id, user_id__in=list(identities)
+        )
+        .order_by("user_id", "external_id")
+        .values_list("user_id", "external_id")
+        .distinct()
+    )
+    for user_id, external_id in external:
+        identities[user_id]["annotator_external_ids"].append(external_id)
+    return identities
 
 
 def _dumps(value: Any) -> str:
@@ -131,6 +176,7 @@ class _Totals:
     votes: Counter[str] = field(default_factory=Counter)
     patterns: Counter[tuple[int, ...]] = field(default_factory=Counter)
     pseudonyms: dict[int, str] = field(default_factory=dict)  # one HMAC per annotator
+    identities: dict[int, dict[str, Any]] = field(default_factory=dict)  # only when asked for
     expert_reviewed: int = 0
     methods: set[str] = field(default_factory=set)  # engine methods whose labels were used
 
@@ -225,6 +271,8 @@ def _build_into(*, release: Release, workdir: Path) -> None:
     rows = csv.writer(csv_sink, lineterminator="\n")
     rows.writerow(header)
     totals, batch = _Totals(), []
+    if release.include_raw and release.include_identities:
+        totals.identities = _identities(release)
     for entry in _stream(release):
         batch.append(entry)
         if len(batch) == CHUNK_SIZE:
@@ -300,11 +348,16 @@ def _write_batch(
                         project_id=release.project_id, user_id=author
                     )
             record["annotations"] = [
-                {"annotator": totals.pseudonyms[author], "label": vote} for author, vote in votes
+                {
+                    "annotator": totals.pseudonyms[author],
+                    "label": vote,
+                    **totals.identities.get(author, {}),
+                }
+                for author, vote in votes
             ]
             csv_row.append(_dumps(record["annotations"]))
         jsonl.write(_dumps(record) + "\n")
-        rows.writerow(csv_row)
+        rows.writerow([csv_safe(cell) for cell in csv_row])
         totals.items += 1
         totals.gold_items += int(is_gold)
         totals.annotations += len(votes)
@@ -367,6 +420,7 @@ def _manifest(
             "annotation_id": release.annotation_cutoff_id,
         },
         "include_raw": release.include_raw,
+        "include_identities": release.include_raw and release.include_identities,
         "config": release.config_snapshot,
         "counts": {
             "items": totals.items,

@@ -46,14 +46,23 @@ def release_create(
     name: str = "",
     notes: str = "",
     include_raw: bool = False,
+    include_identities: bool = False,
 ) -> Release:
     """Freeze the project's current items, annotations and settings as the next version.
+
+    `include_identities` (only with `include_raw`) is the owner's explicit request to put
+    annotators' usernames, emails and external platform ids in the files.
 
     Locks the project row so concurrent calls get consecutive versions (the unique constraint
     on (project, version) backs this up). Enqueues the build on commit.
     """
     if not release_may_manage(user=user, project=project):
         raise PermissionDenied("Only the project's owners can create releases.")
+    if include_identities and not include_raw:
+        message = "Annotator identities are only exported with raw annotations."
+        raise ApplicationError(
+            message, code="identities_need_raw", fields={"include_identities": [message]}
+        )
     locked = Project.objects.select_for_update().get(pk=project.pk)
     last = Release.objects.filter(project=locked).aggregate(v=Max("version"))["v"] or 0
     item_cutoff = Item.objects.filter(project=locked).aggregate(m=Max("id"))["m"] or 0
@@ -64,6 +73,7 @@ def release_create(
         name=name.strip(),
         notes=notes.strip(),
         include_raw=include_raw,
+        include_identities=include_identities,
         item_cutoff_id=item_cutoff,
         annotation_cutoff_id=annotation_cutoff,
         config_snapshot={key: getattr(locked, key) for key in SNAPSHOT_FIELDS},

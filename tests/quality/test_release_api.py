@@ -116,7 +116,34 @@ def test_release_create_api_with_empty_body_uses_defaults(project, owner, client
         response = client_for(owner).post(list_url(project), {}, format="json")
 
     assert response.status_code == 201
-    assert (response.json()["name"], response.json()["include_raw"]) == ("", False)
+    body = response.json()
+    assert (body["name"], body["include_raw"], body["include_identities"]) == ("", False, False)
+
+
+def test_release_create_api_includes_identities_when_the_owner_asks(labeled, owner, client_for):
+    with mock.patch.object(release_tasks.release_build_task, "delay"):
+        response = client_for(owner).post(
+            list_url(labeled), {"include_raw": True, "include_identities": True}, format="json"
+        )
+
+    assert response.status_code == 201
+    assert response.json()["include_identities"] is True
+    release = Release.objects.get()
+    assert (release.include_raw, release.include_identities) == (True, True)
+    built = release_build(release=release)
+    data = default_storage.open(built.files.get(format="jsonl").path).read().decode()
+    assert '"annotator_username":"annotator-0"' in data
+
+
+def test_release_create_api_refuses_identities_without_raw(project, owner, client_for):
+    with mock.patch.object(release_tasks.release_build_task, "delay"):
+        response = client_for(owner).post(
+            list_url(project), {"include_identities": True}, format="json"
+        )
+
+    assert response.status_code == 400
+    assert "include_identities" in response.json()["fields"]
+    assert not Release.objects.exists()
 
 
 def test_release_create_api_validates_input(project, owner, client_for):

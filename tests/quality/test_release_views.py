@@ -61,6 +61,8 @@ def test_release_list_page_shows_versions_and_the_build_form_to_owners(
     assert 'aria-current="page">Releases' in page.replace("\n", "")
     assert "Build new version" in page
     assert 'name="include_raw"' in page
+    assert 'name="include_identities"' in page
+    assert "adds usernames, emails and external platform ids of annotators" in page
     assert response.context["releases"][0].version == 2
 
 
@@ -143,6 +145,32 @@ def test_release_list_invalid_post_returns_the_form_with_422(client, owner, labe
     assert 'id="release-form"' in page
     assert "<html" not in page
     assert 'aria-invalid="true"' in page
+    assert not Release.objects.exists()
+
+
+def test_release_list_post_with_identities_records_the_owner_choice(client, owner, labeled):
+    client.force_login(owner)
+
+    with mock.patch.object(release_tasks.release_build_task, "delay"):
+        response = client.post(list_url(labeled), {"include_raw": "on", "include_identities": "on"})
+
+    release = Release.objects.get()
+    assert response.status_code == 302
+    assert (release.include_raw, release.include_identities) == (True, True)
+    release_build(release=release)
+    page = client.get(detail_url(release)).content.decode()
+    assert "annotator identities (usernames, emails, external platform ids)" in page
+
+
+def test_release_list_post_refuses_identities_without_raw(client, owner, labeled):
+    client.force_login(owner)
+
+    response = client.post(list_url(labeled), {"include_identities": "on"}, **HTMX)
+
+    assert response.status_code == 422
+    page = response.content.decode()
+    assert 'id="include-identities-errors"' in page
+    assert "only exported with raw annotations" in page
     assert not Release.objects.exists()
 
 

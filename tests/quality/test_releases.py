@@ -17,7 +17,8 @@ from django.test.utils import CaptureQueriesContext
 
 from annotation.models import Annotation, Item
 from annotation.services import project_member_set
-from core.exceptions import ConflictError
+from core.exceptions import ApplicationError, ConflictError
+from crowd.models import ExternalIdentity, ExternalStudy
 from quality import release_tasks, releases
 from quality.models import Release, ReleaseFile
 from quality.release_tasks import release_build_task
@@ -31,6 +32,7 @@ from quality.releases import (
     release_retry,
 )
 from tests.annotation.factories import AnnotationFactory, ItemFactory, ProjectFactory, UserFactory
+from tests.crowd.factories import make_pool
 from tests.quality.factories import make_release
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media_root")]
@@ -242,6 +244,113 @@ def test_release_raw_annotations_are_pseudonymous_and_stable(project, owner, vot
             assert user.email.encode() not in body
     table = list(csv.DictReader(io.StringIO(stored_files(first)["csv"].decode())))
     assert json.loads(table[0]["annotations"]) == raw
+
+
+def _study_identity(project, user, external_id, slug):
+    study = ExternalStudy.objects.create(
+        project=project,
+        pool=make_pool(project, name=f"Pool {slug}"),
+        platform=ExternalStudy.Platform.PROLIFIC,
+        slug=slug,
+        completion_code="DONE",
+    )
+    return ExternalIdentity.objects.create(study=study, external_id=external_id, user=user)
+
+
+def test_release_identities_are_off_by_default(project, owner, voted, annotators):
+    _study_identity(project, annotators[0], "PROLIFIC5f3a", "s-off")
+
+    release = release_build(release=make_release(project, owner, include_raw=True))
+
+    assert release.include_identities is False
+    assert release.manifest["include_identities"] is False
+    for body in stored_files(release).values():
+        assert b"PROLIFIC5f3a" not in body
+        assert b"annotator_username" not in body
+        for user in annotators:
+            assert user.username.encode() not in body
+            assert user.email.encode() not in body
+
+
+def test_release_with_identities_carries_usernames_emails_and_external_ids(
+    project, owner, voted, annotators
+):
+    a, b, c = annotators
+    _study_identity(project, a, "PROLIFIC-b", "s-one")
+    ExternalIdentity.objects.create(
+        study=ExternalStudy.objects.get(slug="s-one"), external_id="PROLIFIC-a", user=a
+    )
+    _study_identity(ProjectFactory(), b, "OTHER-PROJECT-ID", "s-elsewhere")
+
+    release = release_build(
+        release=make_release(project, owner, include_raw=True, include_identities=True)
+    )
+
+    assert release.status == Release.Status.READY
+    assert release.manifest["include_identities"] is True
+    raw = jsonl_rows(release)[0]["annotations"]
+    assert raw[0] == {
+        "annotator": annotator_pseudonym(project_id=project.pk, user_id=a.pk),
+        "label": "positive",
+        "annotator_username": "alice0",
+        "annotator_email": "alice0@corp.example",
+        "annotator_external_ids": ["PROLIFIC-a", "PROLIFIC-b"],
+    }
+    assert raw[1]["annotator_username"] == "alice1"
+    assert raw[1]["annotator_external_ids"] == []  # only this project's studies count
+    files = stored_files(release)
+    assert b"OTHER-PROJECT-ID" not in files["jsonl"] + files["csv"]
+    table = list(csv.DictReader(io.StringIO(files["csv"].decode())))
+    assert json.loads(table[0]["annotations"]) == raw
+
+
+def test_release_identities_need_raw_annotations(project, owner):
+    with pytest.raises(ApplicationError) as caught:
+        make_release(project, owner, include_identities=True)
+
+    assert "include_identities" in caught.value.fields
+    assert not Release.objects.filter(project=project).exists()
+
+
+def test_release_with_identities_rebuilds_byte_identically(project, owner, voted, annotators):
+    _study_identity(project, annotators[2], "=HYPERLINK(1)", "s-rebuild")
+    release = release_build(
+        release=make_release(project, owner, include_raw=True, include_identities=True)
+    )
+    before = stored_files(release)
+    for record in release.files.all():
+        default_storage.delete(record.path)
+    ReleaseFile.objects.filter(release=release).delete()
+    Release.objects.filter(pk=release.pk).update(status=Release.Status.FAILED, manifest=None)
+
+    assert stored_files(release_build(release=release)) == before
+
+
+@pytest.mark.parametrize("value", ["=1+2", "+1", "-2+3", "@SUM(A1)", "\tcmd", "\rcmd"])
+def test_csv_safe_neutralises_formula_starts(value):
+    assert releases.csv_safe(value) == "'" + value
+    assert releases.csv_safe("plain =1") == "plain =1"
+    assert releases.csv_safe(-3) == -3
+
+
+def test_release_csv_neutralises_formula_injection(project, owner, annotators):
+    project.labels = [{"value": "=cmd|' /C calc'!A0"}, {"value": "ok"}]
+    project.save(update_fields=["labels"])
+    item = ItemFactory(project=project, data={"text": '=HYPERLINK("http://x")'})
+    other = ItemFactory(project=project, data={"text": "@SUM(1)"})
+    vote(item, annotators[0], "=cmd|' /C calc'!A0")
+    vote(other, annotators[0], "ok")
+
+    release = release_build(release=make_release(project, owner))
+
+    files = stored_files(release)
+    table = list(csv.DictReader(io.StringIO(files["csv"].decode())))
+    assert table[0]["text"] == '\'=HYPERLINK("http://x")'
+    assert table[0]["label"] == "'=cmd|' /C calc'!A0"
+    assert table[1]["text"] == "'@SUM(1)"
+    for row in table:
+        assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row.values())
+    assert jsonl_rows(release)[0]["label"] == "=cmd|' /C calc'!A0"  # JSONL keeps the value
 
 
 def test_annotator_pseudonym_differs_between_projects(annotators):
