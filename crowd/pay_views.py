@@ -33,6 +33,7 @@ from crowd.pay import (
     pay_settings_get,
     pay_settings_update,
     payout_csv,
+    payout_filename,
 )
 from crowd.pay.forms import BonusForm, DecisionForm, PayoutForm, PaySettingsForm
 
@@ -167,17 +168,26 @@ def pay_bonus(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_GET
 def pay_payout(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    """The payout CSV for ?from=&to= (owners); the page again with errors when invalid."""
+    """The payout CSV for ?from=&to= (owners), with workers' identities only when the owner
+    ticks ?identities=1; the page again with errors when invalid."""
     project, role = project_access(user=request.user, project_id=pk, roles=OWNERS)
-    form = PayoutForm({"start": request.GET.get("from"), "end": request.GET.get("to")})
+    form = PayoutForm(
+        {
+            "start": request.GET.get("from"),
+            "end": request.GET.get("to"),
+            "identities": request.GET.get("identities"),
+        }
+    )
     if not form.is_valid():
         context = _page(request, project, role, payout_form=form)
         return TemplateResponse(request, PAGE, context, status=422)
     start, end = form.cleaned_data["start"], form.cleaned_data["end"]
+    identities = form.cleaned_data["identities"]
     response = HttpResponse(
-        payout_csv(project=project, start=start, end=end), content_type="text/csv; charset=utf-8"
+        payout_csv(project=project, start=start, end=end, identities=identities),
+        content_type="text/csv; charset=utf-8",
     )
-    name = f"payout-project{project.pk}-{start.isoformat()}-{end.isoformat()}.csv"
+    name = payout_filename(project=project, start=start, end=end, identities=identities)
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     return response
 

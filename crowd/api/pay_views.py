@@ -34,6 +34,7 @@ from crowd.pay import (
     pay_settings_get,
     pay_settings_update,
     payout_csv,
+    payout_filename,
 )
 
 PAY_DENIED = "Only the project's owners may change pay, grant bonuses or export payouts."
@@ -121,6 +122,7 @@ class PayoutQuerySerializer(serializers.Serializer):
         return {
             "from": serializers.DateField(source="start"),
             "to": serializers.DateField(source="end"),
+            "identities": serializers.BooleanField(required=False, default=False),
         }
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -231,12 +233,19 @@ class LedgerApi(APIView):
 
 
 class PayoutExportApi(APIView):
-    """The payout CSV for a period (owners only): one row per worker under a pseudonymous id."""
+    """The payout CSV for a period (owners only): one row per worker under a pseudonymous id;
+    `identities=1` adds username, email and external platform ids."""
 
     @extend_schema(
         parameters=[
             OpenApiParameter("from", OpenApiTypes.DATE, required=True),
             OpenApiParameter("to", OpenApiTypes.DATE, required=True),
+            OpenApiParameter(
+                "identities",
+                OpenApiTypes.BOOL,
+                required=False,
+                description="1 adds username, email and external_ids columns (off by default).",
+            ),
         ],
         responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR)},
     )
@@ -247,8 +256,9 @@ class PayoutExportApi(APIView):
         query = PayoutQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         start, end = query.validated_data["start"], query.validated_data["end"]
-        body = payout_csv(project=project, start=start, end=end)
+        identities = query.validated_data["identities"]
+        body = payout_csv(project=project, start=start, end=end, identities=identities)
         response = HttpResponse(body, content_type="text/csv; charset=utf-8")
-        name = f"payout-project{project.pk}-{start.isoformat()}-{end.isoformat()}.csv"
+        name = payout_filename(project=project, start=start, end=end, identities=identities)
         response["Content-Disposition"] = f'attachment; filename="{name}"'
         return response

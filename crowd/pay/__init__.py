@@ -6,7 +6,14 @@ the API, and later the quality engine) write `from crowd.pay import annotation_d
 
 from __future__ import annotations
 
-from crowd.pay.export import csv_cell_safe, payout_csv, payout_period, worker_pseudonym
+from crowd.pay.export import (
+    csv_cell_safe,
+    payout_csv,
+    payout_filename,
+    payout_identities,
+    payout_period,
+    worker_pseudonym,
+)
 from crowd.pay.selectors import (
     FairPay,
     GoldAccuracy,
@@ -48,6 +55,8 @@ __all__ = [
     "pay_settings_get",
     "pay_settings_update",
     "payout_csv",
+    "payout_filename",
+    "payout_identities",
     "payout_period",
     "reward_cents_for",
     "worker_pseudonym",

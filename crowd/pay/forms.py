@@ -33,6 +33,9 @@ class BonusForm(forms.Form):
 class PayoutForm(forms.Form):
     start = forms.DateField(label="From")
     end = forms.DateField(label="To")
+    identities = forms.BooleanField(
+        required=False, label="Include usernames, emails and external platform ids"
+    )
 
     def clean(self) -> dict[str, object]:
         data = super().clean() or {}

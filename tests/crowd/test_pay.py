@@ -758,3 +758,213 @@ def test_project_tabs_link_pay_for_owner_and_earnings_for_worker(client, project
     assert pay_link in owner_page
     assert pay_link not in worker_page
     assert reverse("pay:earnings", args=[project.pk]) in worker_page
+
+
+# --- fair-pay notice on the project overview ----------------------------------------------------
+
+
+@pytest.fixture
+def underpaid(project, worker, settings):
+    """1 cent every 10 s = 3.60 USD an hour, under a 12.00 USD floor."""
+    settings.ASSAY_FAIR_PAY_FLOOR_CENTS_PER_HOUR = 1200
+    pay_settings_update(project=project, currency="USD", reward_cents=1)
+    for _ in range(3):
+        answer(project, worker, duration_ms=10_000)
+
+
+def test_fair_pay_notice_warns_the_owner_on_the_overview_below_the_floor(
+    client, project, owner, underpaid
+):
+    client.force_login(owner)
+
+    page = client.get(reverse("annotation:project-detail", args=[project.pk])).content.decode()
+
+    assert 'id="fair-pay-notice"' in page
+    assert "10.0 s" in page  # median seconds per answer
+    assert "3.60 USD" in page  # effective hourly rate
+    assert "12.00 USD" in page  # the floor
+    assert f'href="{reverse("pay:overview", args=[project.pk])}"' in page
+
+
+def test_fair_pay_notice_only_on_the_overview_and_only_for_owners(
+    client, project, owner, reviewer, worker, underpaid
+):
+    overview = reverse("annotation:project-detail", args=[project.pk])
+    client.force_login(reviewer)
+    reviewer_page = client.get(overview).content.decode()
+    client.force_login(worker)
+    worker_page = client.get(overview).content.decode()
+    client.force_login(owner)
+    settings_page = client.get(
+        reverse("annotation:project-settings", args=[project.pk])
+    ).content.decode()
+
+    assert 'id="fair-pay-notice"' not in reviewer_page
+    assert 'id="fair-pay-notice"' not in worker_page
+    assert 'id="fair-pay-notice"' not in settings_page
+
+
+@pytest.mark.parametrize("reward_cents", [4, 5])  # 14.40 and 18.00 an hour: above the floor
+def test_fair_pay_notice_hidden_at_or_above_the_floor(
+    client, project, owner, worker, settings, reward_cents
+):
+    settings.ASSAY_FAIR_PAY_FLOOR_CENTS_PER_HOUR = 1440
+    pay_settings_update(project=project, currency="USD", reward_cents=reward_cents)
+    answer(project, worker, duration_ms=10_000)
+    client.force_login(owner)
+
+    page = client.get(reverse("annotation:project-detail", args=[project.pk])).content.decode()
+
+    assert page.count("<h1>") == 1  # the page rendered
+    assert 'id="fair-pay-notice"' not in page
+
+
+def test_fair_pay_notice_hidden_when_the_rate_is_unknown(client, project, owner, settings):
+    settings.ASSAY_FAIR_PAY_FLOOR_CENTS_PER_HOUR = 1200
+    pay_settings_update(project=project, currency="USD", reward_cents=1)
+    client.force_login(owner)
+
+    page = client.get(reverse("annotation:project-detail", args=[project.pk])).content.decode()
+
+    assert 'id="fair-pay-notice"' not in page
+
+
+def test_fair_pay_get_is_one_aggregate_query_on_many_answers(
+    project, worker, django_assert_num_queries
+):
+    pay_settings_update(project=project, currency="USD", reward_cents=5)
+    item = ItemFactory(project=project)
+    Annotation = AnnotationFactory._meta.model
+    Annotation.objects.bulk_create(
+        Annotation(project=project, item=item, author=worker, value={"label": "x"}, duration_ms=ms)
+        for ms in range(1_000, 3_001)
+    )
+
+    with django_assert_num_queries(2):  # the settings, then count + median in one aggregate
+        monitor = fair_pay_get(project=project)
+
+    assert (monitor.samples, monitor.median_seconds) == (2001, 2.0)
+
+
+# --- payout CSV: identities only on the owner's explicit request --------------------------------
+
+
+@pytest.fixture
+def identified(project, owner, paying):
+    """Two paid workers; one came through a Prolific study, with an id that looks like a
+    formula, and has a username that does too."""
+    from crowd.models import ExternalIdentity, ExternalStudy
+    from tests.crowd.factories import make_pool
+
+    plain = make_annotator(project, "plain")
+    plain.email = "plain@example.org"
+    plain.save()
+    crafty = make_annotator(project, "@SUM")
+    crafty.email = "crafty@example.org"
+    crafty.save()
+    study = ExternalStudy.objects.create(
+        project=project,
+        pool=make_pool(project),
+        platform=ExternalStudy.Platform.PROLIFIC,
+        slug="s1",
+        completion_code="C0DE",
+    )
+    ExternalIdentity.objects.create(study=study, external_id="=5f3aPID", user=crafty)
+    other_project = ProjectFactory(created_by=owner, name="Elsewhere")
+    elsewhere = ExternalStudy.objects.create(
+        project=other_project,
+        pool=make_pool(other_project, name="Other pool"),
+        platform=ExternalStudy.Platform.MTURK,
+        slug="s2",
+        completion_code="C0DE",
+    )
+    ExternalIdentity.objects.create(study=elsewhere, external_id="A1OTHER", user=crafty)
+    with time_machine.travel(NOON, tick=False):
+        approve(answer(project, plain), owner)
+        approve(answer(project, crafty), owner)
+    return plain, crafty
+
+
+def test_payout_csv_default_has_no_identities(project, identified):
+    text = payout_csv(project=project, start=date(2026, 3, 1), end=date(2026, 3, 31))
+
+    rows = rows_of(text)
+    assert len(rows) == 2
+    assert not {"username", "email", "external_ids"} & set(rows[0])
+    for needle in ("plain", "SUM", "example.org", "5f3aPID"):
+        assert needle not in text
+
+
+def test_payout_csv_with_identities_adds_them_guarded_and_only_this_projects_ids(
+    project, identified, django_assert_num_queries
+):
+    plain, crafty = identified
+
+    with django_assert_num_queries(5):  # settings, ledger (2), users, external ids
+        text = payout_csv(
+            project=project, start=date(2026, 3, 1), end=date(2026, 3, 31), identities=True
+        )
+
+    rows = {row["worker"]: row for row in rows_of(text)}
+    mine = rows[worker_pseudonym(project_id=project.pk, worker_id=plain.pk)]
+    theirs = rows[worker_pseudonym(project_id=project.pk, worker_id=crafty.pk)]
+    assert (mine["username"], mine["email"], mine["external_ids"]) == (
+        "plain",
+        "plain@example.org",
+        "",
+    )
+    assert (theirs["username"], theirs["email"], theirs["external_ids"]) == (
+        "'@SUM",  # neutralised against formulas
+        "crafty@example.org",
+        "prolific:=5f3aPID",
+    )
+    assert theirs["total_cents"] == "10"
+    assert "A1OTHER" not in text  # another project's study
+
+
+def test_api_payout_identities_on_request_only_and_still_owners_only(
+    project, owner, reviewer, outsider, identified, client_for
+):
+    url = reverse("api:pay-payout", args=[project.pk])
+    period = {"from": "2026-03-01", "to": "2026-03-31"}
+
+    default = client_for(owner).get(url, period)
+    asked = client_for(owner).get(url, {**period, "identities": "1"})
+    refused = client_for(owner).get(url, {**period, "identities": "0"})
+    bad = client_for(owner).get(url, {**period, "identities": "maybe"})
+
+    assert "email" not in rows_of(default.content.decode())[0]
+    assert "identities" not in default["Content-Disposition"]
+    assert {row["email"] for row in rows_of(asked.content.decode())} == {
+        "plain@example.org",
+        "crafty@example.org",
+    }
+    assert "-identities.csv" in asked["Content-Disposition"]
+    assert "email" not in rows_of(refused.content.decode())[0]
+    assert bad.status_code == 400
+    assert "identities" in bad.json()["fields"]
+    assert client_for(reviewer).get(url, {**period, "identities": "1"}).status_code == 403
+    assert client_for(outsider).get(url, {**period, "identities": "1"}).status_code == 404
+
+
+def test_pay_payout_view_identities_checkbox(
+    client, project, owner, reviewer, outsider, identified
+):
+    url = reverse("pay:payout", args=[project.pk])
+    period = {"from": "2026-03-01", "to": "2026-03-31"}
+    client.force_login(owner)
+
+    page = client.get(reverse("pay:overview", args=[project.pk])).content.decode()
+    default = client.get(url, period).content.decode()
+    asked = client.get(url, {**period, "identities": "1"}).content.decode()
+
+    assert 'name="identities" type="checkbox" value="1"' in page
+    assert "Personal data:" in page
+    assert "checked" not in page.split('id="payout-identities"')[1].split(">")[0]
+    assert "crafty@example.org" not in default
+    assert "crafty@example.org" in asked
+    assert "prolific:=5f3aPID" in asked
+    client.force_login(reviewer)
+    assert client.get(url, {**period, "identities": "1"}).status_code == 403
+    client.force_login(outsider)
+    assert client.get(url, {**period, "identities": "1"}).status_code == 404
