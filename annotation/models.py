@@ -143,7 +143,7 @@ class Item(models.Model):
         indexes = [
             # The claim query walks one of these from the top: open regular items, fullest first,
             # plain items (priority 0) first for most workers, doubtful ones first for reliable
-            # workers (crowd.services._claimable).
+            # workers (crowd.services.claims._claimable).
             models.Index(
                 F("project"),
                 F("priority"),

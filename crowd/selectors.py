@@ -68,7 +68,7 @@ def worker_block_active(*, worker: AbstractBaseUser, project: Project) -> Worker
 
     A project block always counts. A pool block counts when every labeling pool of the project
     the worker belongs to blocks them (a worker who also labels here through another pool
-    still may). The same rule as the claim query (crowd.services._labeler).
+    still may). The same rule as the claim query (crowd.services.claims._labeler).
     """
     blocks = list(
         WorkerBlock.objects.filter(

@@ -73,11 +73,13 @@ def test_external_worker_qualifies_labels_to_quota_and_gets_the_code(
 
     page.get_by_role("link", name="Start labeling").click()
     stage_text = page.locator("[data-stage] .label-item-text")
-    for _ in range(study.quota):
+    for done in range(1, study.quota + 1):
         expect(stage_text).to_be_visible()
         assert "7946" not in stage_text.inner_text()  # external workers see masked phones
         page.keyboard.press("1")
         page.keyboard.press("Enter")
+        # one answer at a time, as a person works: each is stored before the next key
+        _wait_for(lambda done=done: Annotation.objects.filter(author=identity.user).count() == done)
     completion = page.get_by_role("link", name="Get your completion code")
     expect(completion).to_be_visible()
     _wait_for(lambda: Annotation.objects.filter(author=identity.user).count() == study.quota)

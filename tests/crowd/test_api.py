@@ -32,7 +32,7 @@ def test_next_returns_the_item_without_gold(project, worker, gold_item, monkeypa
     project.gold_ratio = 0.5
     project.save(update_fields=["gold_ratio"])
     regular = ItemFactory(project=project)
-    monkeypatch.setattr("crowd.services.random.random", lambda: 0.0)  # always roll for gold
+    monkeypatch.setattr("crowd.services.claims.random.random", lambda: 0.0)  # always roll for gold
     seen = []
 
     for _ in range(2):

@@ -67,7 +67,7 @@ def test_blocked_worker_gets_nothing_and_learns_the_reason(project, worker, item
 def test_the_block_is_part_of_the_claim_query_itself(project, worker, item, monkeypatch):
     worker_block(worker=worker, project=project, reason=REASON)
     # Without the after-the-fact explanation, the claim must still come back empty.
-    monkeypatch.setattr("crowd.services.worker_block_active", lambda **kwargs: None)
+    monkeypatch.setattr("crowd.services.claims.worker_block_active", lambda **kwargs: None)
 
     assert assignment_claim_next(worker=worker, project=project) is None
     assert not Assignment.objects.exists()

@@ -308,12 +308,12 @@ def assert_indexed(path: str, recorder: PlanRecorder) -> list[Plan]:
 @pytest.fixture
 def no_sweep(monkeypatch):
     """Claims also sweep stale reservations now and then; those queries have their own tests."""
-    monkeypatch.setattr("crowd.services.assignment_expire_stale", lambda **kwargs: 0)
+    monkeypatch.setattr("crowd.services.claims.assignment_expire_stale", lambda **kwargs: 0)
 
 
 @pytest.fixture
 def regular_claims(monkeypatch, no_sweep):
-    monkeypatch.setattr("crowd.services.random.random", lambda: 0.99)  # no gold this time
+    monkeypatch.setattr("crowd.services.claims.random.random", lambda: 0.99)  # no gold this time
 
 
 def test_claim_for_a_veteran_worker_reads_items_by_index(crowd, regular_claims):
@@ -339,7 +339,7 @@ def test_claim_for_a_new_worker_reads_items_by_index(crowd, regular_claims):
 
 
 def test_gold_claim_reads_gold_items_by_index(crowd, monkeypatch, no_sweep):
-    monkeypatch.setattr("crowd.services.random.random", lambda: 0.0)  # gold this time
+    monkeypatch.setattr("crowd.services.claims.random.random", lambda: 0.0)  # gold this time
     veteran = crowd.veterans[1]
 
     assignment, recorder = capture(assignment_claim_next, worker=veteran, project=crowd.project)

@@ -74,7 +74,7 @@ def test_without_a_rate_the_project_gold_ratio_applies(mixed, monkeypatch):
     project, gold, _regular = mixed
     worker, other = make_annotator(project), make_annotator(project)
     worker_standings_set(project=project, standings={worker.pk: (None, True)})
-    monkeypatch.setattr("crowd.services.random.random", lambda: 0.49)  # below the 0.5 ratio
+    monkeypatch.setattr("crowd.services.claims.random.random", lambda: 0.49)  # below the 0.5 ratio
 
     first = assignment_claim_next(worker=worker, project=project)
     second = assignment_claim_next(worker=other, project=project)

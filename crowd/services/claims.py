@@ -1,4 +1,4 @@
-"""Write use-cases of the crowd: pools, members, blocks, standings and the assignment engine.
+"""The assignment engine: claiming work, submitting, skipping and expiring reservations.
 
 Lock order, everywhere: an Assignment row before its Item row; Item rows in primary-key order.
 Claiming locks a free Item row with SKIP LOCKED and inserts a new Assignment, so it never waits
@@ -19,101 +19,39 @@ import json
 import random
 import time
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, OuterRef, Q
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from annotation.models import Annotation, Item, Project, ProjectMember
+from annotation.models import Annotation, Item, Project
 from annotation.services import (
     annotation_announce,
     annotation_create,
     annotation_input_clean,
-    project_member_set,
 )
 from core.exceptions import ApplicationError, ConflictError, NotAllowedError
+from crowd.exceptions import WorkerBlockedError
 from crowd.models import (
     Assignment,
-    Pool,
     PoolMember,
     ProjectPool,
     ProjectRequirement,
     WorkerBlock,
-    WorkerSkill,
     WorkerStanding,
 )
 from crowd.pools import requirements_check
 from crowd.selectors import assignment_list_live, worker_block_active
-
-UPSERT_BATCH = 1_000
-
-
-class WorkerBlockedError(NotAllowedError):
-    """The worker is blocked from the project (403); the message carries the block's reason."""
-
-    code = "blocked"
-
-    def __init__(self, block: WorkerBlock) -> None:
-        super().__init__(f"You are blocked from this project. Reason: {block.reason}")
-        self.block = block
-
+from crowd.services.members import worker_may_label
 
 CLAIM_ATTEMPTS = 3
-
-
-def project_default_pool(*, project: Project) -> Pool:
-    """The project's first labeling pool, created with the first annotator."""
-    link = (
-        ProjectPool.objects.filter(project=project, rule=ProjectPool.Rule.LABEL)
-        .select_related("pool")
-        .order_by("id")
-        .first()
-    )
-    if link is not None:
-        return link.pool
-    pool = Pool.objects.create(
-        name=f"{project.name} — internal",
-        kind=Pool.Kind.INTERNAL_CROWD,
-        created_by=project.created_by,
-    )
-    ProjectPool.objects.create(project=project, pool=pool, rule=ProjectPool.Rule.LABEL)
-    return pool
-
-
-@transaction.atomic
-def project_member_add(*, project: Project, username: str, role: str) -> ProjectMember:
-    """Give an existing user a role; annotators also join the project's labeling pool."""
-    user = get_user_model().objects.filter(username=username).first()
-    if user is None:
-        raise ValidationError({"username": [f"No user named {username!r}."]})
-    owners = ProjectMember.objects.filter(project=project, role=ProjectMember.Role.OWNER)
-    if role != ProjectMember.Role.OWNER and not owners.exclude(user=user).exists():
-        raise ValidationError({"role": ["A project keeps at least one owner."]})
-    member = project_member_set(project=project, user=user, role=role)
-    if role == ProjectMember.Role.ANNOTATOR:
-        pool = project_default_pool(project=project)
-        PoolMember.objects.get_or_create(pool=pool, user=user)
-    else:
-        PoolMember.objects.filter(pool__project_pools__project=project, user=user).delete()
-    return member
-
-
-def worker_may_label(*, worker: AbstractBaseUser, project: Project) -> bool:
-    """True when the worker belongs to a pool that labels for this project."""
-    return PoolMember.objects.filter(
-        user=worker,
-        pool__project_pools__project=project,
-        pool__project_pools__rule=ProjectPool.Rule.LABEL,
-    ).exists()
 
 
 def assignment_deadline(*, project: Project, now: datetime | None = None) -> datetime:
@@ -597,177 +535,3 @@ def assignment_list_ready(
             break
         ready.append(claimed)
     return ready
-
-
-# --- blocks, standings and skills (the quality engine calls these too) -----------------------
-
-
-def _reservations_release(*, worker: AbstractBaseUser, project_ids: Collection[int]) -> int:
-    """Expire the worker's reservations (live or stale) in these projects and free their slots.
-
-    Locks the assignments, then their items in primary-key order (the module's lock order).
-    """
-    rows = list(
-        Assignment.objects.filter(
-            worker_id=worker.pk, project_id__in=list(project_ids), status=Assignment.Status.RESERVED
-        )
-        .order_by("pk")
-        .select_for_update()
-        .values_list("id", "item_id")
-    )
-    if not rows:
-        return 0
-    Assignment.objects.filter(pk__in=[row[0] for row in rows]).update(
-        status=Assignment.Status.EXPIRED, finished_at=timezone.now()
-    )
-    _slots_release(Counter(row[1] for row in rows))
-    return len(rows)
-
-
-@transaction.atomic
-def worker_block(
-    *,
-    worker: AbstractBaseUser,
-    project: Project | None = None,
-    pool: Pool | None = None,
-    reason: str,
-    source: str = WorkerBlock.Source.OWNER,
-    created_by: AbstractBaseUser | None = None,
-) -> WorkerBlock:
-    """Bar the worker from a project, or from a pool (every project it serves).
-
-    Idempotent: an active block of the same scope is returned as it is. The worker's
-    reservations in the scope are released and their slots freed at once.
-    """
-    if (project is None) == (pool is None):
-        raise ValidationError("Block a worker from exactly one project or one pool.")
-    reason = (reason or "").strip()
-    if not reason:
-        raise ValidationError({"reason": ["Give the worker a reason."]})
-    if source not in WorkerBlock.Source.values:
-        raise ValidationError({"source": [f"Unknown source {source!r}."]})
-    scope: dict[str, Any] = {"project": project} if project is not None else {"pool": pool}
-    active = WorkerBlock.objects.filter(worker_id=worker.pk, lifted_at__isnull=True, **scope)
-    block = active.first()
-    if block is not None:
-        return block
-    try:
-        with transaction.atomic():
-            block = WorkerBlock.objects.create(
-                worker=worker, reason=reason, source=source, created_by=created_by, **scope
-            )
-    except IntegrityError:  # a concurrent block of the same scope committed first
-        return active.get()
-    if project is not None:
-        project_ids: list[int] = [project.pk]
-    else:
-        project_ids = list(
-            ProjectPool.objects.filter(pool=pool).values_list("project_id", flat=True)
-        )
-    _reservations_release(worker=worker, project_ids=project_ids)
-    return block
-
-
-@transaction.atomic
-def worker_unblock(*, block: WorkerBlock, lifted_by: AbstractBaseUser | None = None) -> WorkerBlock:
-    """Lift a block (kept as history); the worker is offered work again. Idempotent."""
-    locked = (
-        WorkerBlock.objects.select_for_update(of=("self",))
-        .select_related("worker", "created_by")
-        .get(pk=block.pk)
-    )
-    if locked.lifted_at is None:
-        locked.lifted_at = timezone.now()
-        locked.lifted_by = lifted_by
-        locked.save(update_fields=["lifted_at", "lifted_by"])
-    return locked
-
-
-def worker_is_blocked(*, worker: AbstractBaseUser, project: Project) -> bool:
-    """True when the worker may not label the project because of a block (see
-    crowd.selectors.worker_block_active for how pool blocks count)."""
-    return worker_block_active(worker=worker, project=project) is not None
-
-
-def worker_standings_set(
-    *, project: Project, standings: Mapping[int, tuple[float | None, bool]]
-) -> None:
-    """Upsert the assignment engine's view of workers: worker id -> (gold rate, reliable).
-
-    A gold rate of None means the project's gold ratio. One INSERT ... ON CONFLICT per
-    UPSERT_BATCH workers.
-    """
-    rows = []
-    for worker_id, (gold_rate, reliable) in standings.items():
-        if gold_rate is not None and not 0 <= gold_rate <= 1:
-            raise ValidationError({"gold_rate": [f"Worker {worker_id}: between 0 and 1."]})
-        rows.append(
-            WorkerStanding(
-                project_id=project.pk,
-                worker_id=worker_id,
-                gold_rate=None if gold_rate is None else float(gold_rate),
-                reliable=bool(reliable),
-            )
-        )
-    WorkerStanding.objects.bulk_create(
-        rows,
-        batch_size=UPSERT_BATCH,
-        update_conflicts=True,
-        unique_fields=["project", "worker"],
-        update_fields=["gold_rate", "reliable", "updated_at"],
-    )
-
-
-def worker_skills_set(*, name: str, scores: Mapping[int, tuple[float, int]]) -> None:
-    """Upsert one skill for many workers: worker id -> (score 0..100, gold answers behind it)."""
-    name = name.strip()
-    if not name or len(name) > 100:
-        raise ValidationError({"name": ["A skill name is 1 to 100 characters."]})
-    rows = []
-    for worker_id, (score, evidence) in scores.items():
-        if not 0 <= score <= 100 or evidence < 0:
-            raise ValidationError(
-                {"scores": [f"Worker {worker_id}: score 0 to 100, evidence at least 0."]}
-            )
-        rows.append(
-            WorkerSkill(worker_id=worker_id, name=name, score=float(score), evidence=int(evidence))
-        )
-    WorkerSkill.objects.bulk_create(
-        rows,
-        batch_size=UPSERT_BATCH,
-        update_conflicts=True,
-        unique_fields=["worker", "name"],
-        update_fields=["score", "evidence", "updated_at"],
-    )
-
-
-def project_worker_block(
-    *,
-    project: Project,
-    reason: str,
-    created_by: AbstractBaseUser | None,
-    worker_id: int | None = None,
-    username: str | None = None,
-) -> WorkerBlock:
-    """An owner blocks a worker of the project, named by id or username, with a reason.
-
-    The worker must label for the project (a member of one of its pools) or hold a role on it;
-    owners cannot be blocked.
-    """
-    if (worker_id is None) == (username is None):
-        raise ValidationError({"worker": ["Name the worker by id or by username."]})
-    users = get_user_model().objects.filter(
-        Q(pool_memberships__pool__project_pools__project_id=project.pk)
-        | Q(project_roles__project_id=project.pk)
-    )
-    found = users.filter(pk=worker_id) if worker_id is not None else users.filter(username=username)
-    worker = found.distinct().first()
-    if worker is None:
-        name = f"#{worker_id}" if worker_id is not None else repr(username)
-        raise ValidationError({"worker": [f"No worker {name} on this project."]})
-    owner = ProjectMember.objects.filter(
-        project_id=project.pk, user_id=worker.pk, role=ProjectMember.Role.OWNER
-    )
-    if owner.exists():
-        raise ValidationError({"worker": ["A project owner cannot be blocked."]})
-    return worker_block(worker=worker, project=project, reason=reason, created_by=created_by)
