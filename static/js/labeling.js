@@ -179,4 +179,6 @@
     const action = target && target.closest("[data-action]");
     if (action) finish(action.dataset.action);
   });
+
+  root.dataset.ready = "true"; // keys are listened to from here on (tests wait for this)
 })();

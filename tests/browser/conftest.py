@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 CHROMIUM = os.environ.get("ASSAY_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -60,5 +61,7 @@ def log_in(page, live_server):
         page.get_by_label("Password").fill(password)
         page.get_by_label("Password").press("Enter")
         page.wait_for_url(f"{live_server.url}{next_url}")
+        if page.locator("#labeling").count():  # keys typed before the page's script runs are lost
+            expect(page.locator("#labeling")).to_have_attribute("data-ready", "true")
 
     return _log_in

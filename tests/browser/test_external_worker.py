@@ -73,10 +73,12 @@ def test_external_worker_qualifies_labels_to_quota_and_gets_the_code(
 
     page.get_by_role("link", name="Start labeling").click()
     stage_text = page.locator("[data-stage] .label-item-text")
+    expect(page.locator("#labeling")).to_have_attribute("data-ready", "true")
     for done in range(1, study.quota + 1):
         expect(stage_text).to_be_visible()
         assert "7946" not in stage_text.inner_text()  # external workers see masked phones
-        page.keyboard.press("1")
+        page.keyboard.press("1")  # the label lights up once the page's script listens
+        expect(page.locator('[data-label="positive"]')).to_have_attribute("aria-pressed", "true")
         page.keyboard.press("Enter")
         # one answer at a time, as a person works: each is stored before the next key
         _wait_for(lambda done=done: Annotation.objects.filter(author=identity.user).count() == done)
