@@ -9,6 +9,8 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 
+from annotation.task_types import task_type_choices
+
 FIELD_NAME_MAX = 100
 SENSITIVE_FIELDS_MAX = 50
 
@@ -28,16 +30,18 @@ def sensitive_fields_validate(value: Any) -> None:
 class Project(models.Model):
     """A labeling task over a set of items, with its instructions and label set."""
 
-    class TaskType(models.TextChoices):
-        SINGLE_LABEL = "single_label", "Single label"
-
     name = models.CharField(max_length=200)
     instructions = models.TextField(blank=True, help_text="Markdown; rendered sanitised.")
-    task_type = models.CharField(
-        max_length=32, choices=TaskType.choices, default=TaskType.SINGLE_LABEL
-    )
-    # [{"value": "positive", "hotkey": "1"}, ...]; validated by annotation.services.labels_clean.
+    # One of annotation.task_types (a module per type); fixed once the project exists.
+    task_type = models.CharField(max_length=32, choices=task_type_choices, default="single_label")
+    # [{"value": "positive", "hotkey": "1", "colour": "#0072b2"}, ...]; validated by
+    # annotation.services.labels_clean. Changed after labeling starts only through a new
+    # label schema version (annotation.schema).
     labels = models.JSONField(default=list)
+    # The task type's own options (scale, "none" allowed, relation labels...), validated by it.
+    task_options = models.JSONField(default=dict, blank=True, db_default={})
+    # The label schema version answers are made under now (LabelSchemaVersion.number).
+    schema_version = models.PositiveIntegerField(default=1, db_default=1)
     overlap = models.PositiveSmallIntegerField(default=3)
     gold_ratio = models.FloatField(default=0.1)
     reservation_timeout_seconds = models.PositiveIntegerField(default=600)
@@ -237,7 +241,12 @@ class Annotation(models.Model):
     author = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations"
     )
-    value = models.JSONField(help_text='{"label": "..."} for single-label projects.')
+    value = models.JSONField(help_text="The answer in its task type's stored form.")
+    # The label schema version the answer was made under, and when a later schema change left
+    # it without a counterpart (a split or retired label): superseded answers stay for the record
+    # but no longer count in agreement, consensus or pay, and their items go back for relabeling.
+    schema_version = models.PositiveIntegerField(default=1, db_default=1)
+    superseded_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(default=0)
     # Keyed hash of the submitting client's network address and user agent ("" when unknown),
     # so the fraud detector can see several accounts behind one device without storing the IP.
@@ -257,3 +266,35 @@ class Annotation(models.Model):
     @property
     def label(self) -> str | None:
         return self.value.get("label") if isinstance(self.value, dict) else None
+
+
+class LabelSchemaVersion(models.Model):
+    """One version of a project's label set and options, with how it came from the previous.
+
+    Version 1 is the configuration at creation. Each later version records the owner's
+    operations (rename, add, merge, split, retire) and the confirmed `mapping` from every old
+    label value to its new value, or to null when answers with it must be relabeled.
+    """
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="schema_versions")
+    number = models.PositiveIntegerField()
+    labels = models.JSONField(default=list)
+    task_options = models.JSONField(default=dict, blank=True)
+    operations = models.JSONField(default=list, blank=True)
+    mapping = models.JSONField(default=dict, blank=True)
+    note = models.TextField(blank=True)
+    migrated_count = models.PositiveIntegerField(default=0)
+    superseded_count = models.PositiveIntegerField(default=0)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", null=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["project", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "number"], name="schema_version_unique"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.project_id} v{self.number}"

@@ -13,16 +13,25 @@ from django.db import transaction
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
 
-from annotation.models import Annotation, Item, Project, ProjectMember
+from annotation.models import Annotation, Item, LabelSchemaVersion, Project, ProjectMember
 from annotation.signals import annotation_created
+from annotation.task_types import task_config_of, task_type_choices, task_type_get
+from annotation.task_types.base import DEFAULT_COLOURS
 
 HOTKEY_RE = re.compile(r"^[1-9a-rt-z]$")  # 's' is reserved for skip
 PROJECT_FIELDS = ("name", "instructions", "labels", "overlap", "gold_ratio", "task_type")
-PROJECT_FIELDS += ("reservation_timeout_seconds", "sensitive_fields")
+PROJECT_FIELDS += ("reservation_timeout_seconds", "sensitive_fields", "task_options")
+COLOUR_RE = re.compile(r"^#[0-9a-f]{6}$")
 
 
-def labels_clean(labels: Any) -> list[dict[str, str]]:
-    """Validate a label set: 1-50 unique values, each with a unique one-key hotkey."""
+def labels_clean(labels: Any, *, required: bool = True) -> list[dict[str, str]]:
+    """Validate a label set: 1-50 unique values, each with a unique one-key hotkey and a
+    colour (#rrggbb; a colour-blind-safe default by position when not given).
+
+    With `required=False` (types that need no labels, such as rating) an empty set is fine.
+    """
+    if not required and labels in (None, []):
+        return []
     if not isinstance(labels, list) or not labels:
         raise ValidationError({"labels": ["Give at least one label."]})
     if len(labels) > 50:
@@ -46,15 +55,26 @@ def labels_clean(labels: Any) -> list[dict[str, str]]:
             raise ValidationError({where: ["'hotkey' is one key: 1-9 or a letter other than s."]})
         if hotkey and hotkey in hotkeys:
             raise ValidationError({where: [f"Hotkey {hotkey!r} is used twice."]})
+        colour = str(label.get("colour") or DEFAULT_COLOURS[index % len(DEFAULT_COLOURS)]).lower()
+        if not COLOUR_RE.match(colour):
+            raise ValidationError({where: ["'colour' is #rrggbb, for example #0072b2."]})
         values.add(value)
         if hotkey:
             hotkeys.add(hotkey)
-        cleaned.append({"value": value, "hotkey": hotkey})
+        cleaned.append({"value": value, "hotkey": hotkey, "colour": colour})
     return cleaned
 
 
 def _project_validate(project: Project) -> None:
-    project.labels = labels_clean(project.labels)
+    try:
+        task_type = task_type_get(project.task_type)
+    except KeyError:
+        known = ", ".join(key for key, _name in task_type_choices())
+        raise ValidationError(
+            {"task_type": [f"Unknown task type {project.task_type!r}; use one of: {known}."]}
+        ) from None
+    project.labels = labels_clean(project.labels, required=task_type.needs_labels)
+    project.task_options = task_type.options_clean(project.task_options, labels=project.labels)
     errors: dict[str, list[str]] = {}
     if not isinstance(project.overlap, int) or not 1 <= project.overlap <= 50:
         errors["overlap"] = ["Overlap is a whole number between 1 and 50."]
@@ -78,6 +98,13 @@ def project_create(*, user: AbstractBaseUser, **fields: Any) -> Project:
     _project_validate(project)
     project.save()
     ProjectMember.objects.create(project=project, user=user, role=ProjectMember.Role.OWNER)
+    LabelSchemaVersion.objects.create(
+        project=project,
+        number=1,
+        labels=project.labels,
+        task_options=project.task_options,
+        created_by=user,
+    )
     return project
 
 
@@ -118,18 +145,21 @@ def project_member_set(*, project: Project, user: AbstractBaseUser, role: str) -
     return member
 
 
-def annotation_value_clean(*, project: Project, value: Any) -> dict[str, Any]:
-    """Validate an answer against the project's task type; return its stored form."""
-    label = value.get("label") if isinstance(value, dict) else value
-    if not isinstance(label, str) or label not in project.label_values:
-        allowed = ", ".join(project.label_values)
-        raise ValidationError({"label": [f"Unknown label {label!r}; use one of: {allowed}."]})
-    return {"label": label}
+def annotation_value_clean(
+    *, project: Project, value: Any, item: Item | None = None
+) -> dict[str, Any]:
+    """Validate an answer against the project's task type (and the item, when given: offsets
+    inside its text, boxes inside its image); return the answer's stored form."""
+    task_type = task_type_get(project.task_type)
+    item_data = item.data if item is not None else None
+    return task_type.value_clean(value, config=task_config_of(project), item_data=item_data)
 
 
-def annotation_input_clean(*, project: Project, value: Any, duration_ms: int) -> dict[str, Any]:
+def annotation_input_clean(
+    *, project: Project, value: Any, duration_ms: int, item: Item | None = None
+) -> dict[str, Any]:
     """Validate an answer and its time on task; return the value's stored form."""
-    cleaned = annotation_value_clean(project=project, value=value)
+    cleaned = annotation_value_clean(project=project, value=value, item=item)
     if not isinstance(duration_ms, int) or not 0 <= duration_ms <= 24 * 3600 * 1000:
         raise ValidationError({"duration_ms": ["Between 0 and 86400000 milliseconds."]})
     return cleaned
@@ -154,12 +184,16 @@ def annotation_create(
 
     `client_key` is the keyed hash of the submitting client (crowd.services.client_key_compute).
     """
-    cleaned = annotation_input_clean(project=item.project, value=value, duration_ms=duration_ms)
+    project = item.project
+    cleaned = annotation_input_clean(
+        project=project, value=value, duration_ms=duration_ms, item=item
+    )
     annotation = Annotation.objects.create(
         project_id=item.project_id,
         item=item,
         author=author,
         value=cleaned,
+        schema_version=project.schema_version,
         duration_ms=duration_ms,
         client_key=client_key,
     )
@@ -218,7 +252,7 @@ def gold_items_retire(*, project: Project, item_ids: Collection[int]) -> int:
 def item_promote_to_gold(*, item: Item, label: str) -> Item:
     """Make a (high-confidence, expert-reviewed) item a gold question with answer `label`."""
     locked = Item.objects.select_for_update().select_related("project").get(pk=item.pk)
-    gold = annotation_value_clean(project=locked.project, value={"label": label})
+    gold = annotation_value_clean(project=locked.project, value={"label": label}, item=locked)
     locked.gold = gold
     locked.is_gold = True
     locked.save(update_fields=["gold", "is_gold"])

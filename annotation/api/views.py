@@ -19,13 +19,14 @@ from annotation.api.serializers import (
     ProjectOutputSerializer,
 )
 from annotation.imports import import_job_create
-from annotation.models import ImportJob, Project, ProjectMember
+from annotation.models import ImportJob, ProjectMember
 from annotation.selectors import (
     import_job_get_for_user,
     item_list_for_project,
     project_list_with_role,
 )
 from annotation.services import project_create, project_update
+from annotation.task_types import task_type_choices
 
 
 class ProjectInputSerializer(serializers.Serializer):
@@ -33,7 +34,7 @@ class ProjectInputSerializer(serializers.Serializer):
 
     name = serializers.CharField(max_length=200)
     instructions = serializers.CharField(allow_blank=True, required=False, max_length=50_000)
-    task_type = serializers.ChoiceField(choices=Project.TaskType.choices, required=False)
+    task_type = serializers.ChoiceField(choices=task_type_choices(), required=False)
     labels = LabelSerializer(many=True)
     overlap = serializers.IntegerField(required=False)
     gold_ratio = serializers.FloatField(required=False)

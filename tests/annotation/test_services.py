@@ -10,14 +10,23 @@ from tests.annotation.factories import AnnotationFactory, ItemFactory, UserFacto
 pytestmark = pytest.mark.django_db
 
 
-def test_labels_clean_fills_default_hotkeys_and_accepts_plain_strings():
-    cleaned = labels_clean(["yes", {"value": " no ", "hotkey": "N"}, {"value": "maybe"}])
+def test_labels_clean_fills_default_hotkeys_and_colours_and_accepts_plain_strings():
+    cleaned = labels_clean(
+        ["yes", {"value": " no ", "hotkey": "N", "colour": "#AA3377"}, {"value": "maybe"}]
+    )
 
     assert cleaned == [
-        {"value": "yes", "hotkey": "1"},
-        {"value": "no", "hotkey": "n"},
-        {"value": "maybe", "hotkey": "3"},
+        {"value": "yes", "hotkey": "1", "colour": "#0072b2"},
+        {"value": "no", "hotkey": "n", "colour": "#aa3377"},
+        {"value": "maybe", "hotkey": "3", "colour": "#009e73"},
     ]
+
+
+def test_labels_clean_refuses_a_colour_that_is_not_hex_and_allows_no_labels_when_optional():
+    with pytest.raises(ValidationError) as error:
+        labels_clean([{"value": "yes", "colour": "red"}])
+    assert "labels[0]" in error.value.message_dict
+    assert labels_clean([], required=False) == []
 
 
 @pytest.mark.parametrize(

@@ -121,12 +121,13 @@ def test_project_create_page_creates_the_project_and_redirects(as_user, outsider
     project = Project.objects.get(name="Sentiment")
     assert response.status_code == 302
     assert response["Location"] == reverse("annotation:project-detail", args=[project.pk])
-    assert project.labels == [
-        {"value": "positive", "hotkey": "1"},
-        {"value": "negative", "hotkey": "2"},
-        {"value": "neutral", "hotkey": "3"},
+    assert [(label["value"], label["hotkey"]) for label in project.labels] == [
+        ("positive", "1"),
+        ("negative", "2"),
+        ("neutral", "3"),
     ]
     assert project.members.get().role == "owner"
+    assert project.schema_versions.get().labels == project.labels
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,49 @@
+"""Single label: one label from the set per item (text or image)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.core.exceptions import ValidationError
+
+from annotation.task_types._common import item_media_clean, weighted_plurality
+from annotation.task_types.base import Consensus, TaskConfig, TaskType, Vote
+
+
+class SingleLabel(TaskType):
+    key = "single_label"
+    name = "Single label"
+    description = "Pick one label per item (text or image)."
+    media = ("text", "image")
+    categorical = True
+    widget = "annotation/widgets/single_label.html"
+
+    def item_data_clean(self, data: Any, *, config: TaskConfig) -> dict:
+        return item_media_clean(data, media=self.media)
+
+    def value_clean(
+        self, value: Any, *, config: TaskConfig, item_data: Mapping[str, Any] | None = None
+    ) -> dict:
+        label = value.get("label") if isinstance(value, dict) else value
+        if not isinstance(label, str) or label not in config.label_values:
+            allowed = ", ".join(config.label_values)
+            raise ValidationError({"label": [f"Unknown label {label!r}; use one of: {allowed}."]})
+        return {"label": label}
+
+    def categories(self, value: Mapping[str, Any], *, config: TaskConfig) -> list[str]:
+        return [value["label"]]
+
+    def summary(self, value: Mapping[str, Any] | None) -> str:
+        return "" if value is None else str(value.get("label", ""))
+
+    def consensus(self, votes: Sequence[Vote], *, config: TaskConfig) -> Consensus | None:
+        """Weighted plurality; a tie has no consensus."""
+        winner = weighted_plurality([(vote.value["label"], vote.weight) for vote in votes])
+        if winner is None:
+            return None
+        label, support = winner
+        return Consensus(value={"label": label}, support=support)
+
+
+TASK_TYPE = SingleLabel()
