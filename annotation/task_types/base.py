@@ -107,6 +107,9 @@ class TaskType:
     categorical: ClassVar[bool] = False
     # Whether the type needs a label set (rating and free text do not).
     needs_labels: ClassVar[bool] = True
+    # True when answers point into the item's text by character offsets (spans): whatever the
+    # worker is shown (crowd.privacy masking) must keep every character where it was.
+    text_offsets: ClassVar[bool] = False
     # The widget template included by the labeling page: "annotation/widgets/<key>.html".
     widget: ClassVar[str] = ""
     export_forms: ClassVar[tuple[ExportForm, ...]] = ()
