@@ -13,6 +13,7 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("", include("annotation.api.urls")),
+    path("", include("annotation.api.schema_urls")),
     path("", include("crowd.api.urls")),
     path("", include("crowd.api.external_urls")),
     path("", include("crowd.api.pay_urls")),

@@ -18,6 +18,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(("config.api_urls", "api"), namespace="api")),
     path("", include("annotation.urls")),
+    path("", include("annotation.schema_urls")),
     path("", include("crowd.urls")),
     path("", include("crowd.external_urls")),
     path("", include("crowd.pay_urls")),

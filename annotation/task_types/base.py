@@ -149,6 +149,42 @@ class TaskType:
         """A short human-readable form of an answer, for tables and the review page."""
         return "" if value is None else str(dict(value))
 
+    def relabel(self, value: Mapping[str, Any], mapping: Mapping[str, str | None]) -> dict | None:
+        """The answer under a new label schema: every label passed through `mapping` (old value
+        -> new value; absent means unchanged). None when a label maps to None (split or retired:
+        the answer must be made again). Covers the label-bearing stored forms: "label",
+        "labels", and the "label" of each of "spans" and "boxes"; types without labels return
+        the value unchanged. Callers validate the result under the new configuration (a merge can
+        make two spans equal; value_clean decides what that means for the type).
+        """
+        out = dict(value)
+
+        def moved(label: str) -> str | None:
+            return mapping.get(label, label)
+
+        if isinstance(value.get("label"), str):
+            new = moved(value["label"])
+            if new is None:
+                return None
+            out["label"] = new
+        if isinstance(value.get("labels"), list):
+            new_labels = [moved(label) for label in value["labels"]]
+            if any(label is None for label in new_labels):
+                return None
+            out["labels"] = list(dict.fromkeys(new_labels))
+        for key in ("spans", "boxes"):
+            parts = value.get(key)
+            if not isinstance(parts, list):
+                continue
+            renamed = []
+            for part in parts:
+                new = moved(part["label"])
+                if new is None:
+                    return None
+                renamed.append({**part, "label": new})
+            out[key] = renamed
+        return out
+
     # --- quality -----------------------------------------------------------------------------
 
     def agreement(
