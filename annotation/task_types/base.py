@@ -140,6 +140,23 @@ class TaskType:
         """
         raise NotImplementedError
 
+    # Categorical types with one category per answer: the key of the stored form that holds it
+    # (the quality engine reads `value->>category_key` in SQL). Empty for multi-label and the
+    # non-categorical types.
+    category_key: ClassVar[str] = ""
+
+    def category_values(self, *, config: TaskConfig) -> list[str]:
+        """Every category an answer of this project can pick, in display order (as strings)."""
+        return config.label_values
+
+    def export_forms_for(self, config: TaskConfig) -> tuple[ExportForm, ...]:
+        """The export forms that make sense for this configuration (default: all of them)."""
+        return self.export_forms
+
+    def value_of_category(self, category: str) -> dict:
+        """The stored answer that picks `category` (the inverse of the category key)."""
+        return {self.category_key: category}
+
     def categories(self, value: Mapping[str, Any], *, config: TaskConfig) -> list[str]:
         """The categories an answer picks (categorical types only): one for single label,
         pairwise and rating, the chosen set for multi-label."""

@@ -1,4 +1,8 @@
-"""Single label: one label from the set per item (text or image)."""
+"""Single label: one label from the set per item (text or image).
+
+Stored answer: {"label": str}. Agreement: "alpha_nominal" and "fleiss_kappa"; consensus: weighted
+plurality (a tie for first place has none).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,13 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 
-from annotation.task_types._common import item_media_clean, weighted_plurality
+from annotation.task_types._common import (
+    category_codes,
+    item_media_clean,
+    votes_indexed,
+    weighted_plurality,
+)
+from annotation.task_types._reliability import fleiss_kappa, krippendorff_alpha
 from annotation.task_types.base import Consensus, TaskConfig, TaskType, Vote
 
 
@@ -17,6 +27,7 @@ class SingleLabel(TaskType):
     description = "Pick one label per item (text or image)."
     media = ("text", "image")
     categorical = True
+    category_key = "label"
     widget = "annotation/widgets/single_label.html"
 
     def item_data_clean(self, data: Any, *, config: TaskConfig) -> dict:
@@ -36,6 +47,20 @@ class SingleLabel(TaskType):
 
     def summary(self, value: Mapping[str, Any] | None) -> str:
         return "" if value is None else str(value.get("label", ""))
+
+    def agreement(
+        self, answers: Mapping[int, Sequence[Vote]], *, config: TaskConfig
+    ) -> dict[str, Any]:
+        """Krippendorff's alpha (nominal) and Fleiss' kappa over items with two or more answers.
+
+        Fleiss' kappa allows unequal raters per item: the per-item agreements are averaged.
+        """
+        items, workers, votes = votes_indexed(answers)
+        codes = category_codes([vote.value["label"] for vote in votes], order=config.label_values)
+        return {
+            "alpha_nominal": krippendorff_alpha(items, workers, codes, level="nominal"),
+            "fleiss_kappa": fleiss_kappa(items, workers, codes),
+        }
 
     def consensus(self, votes: Sequence[Vote], *, config: TaskConfig) -> Consensus | None:
         """Weighted plurality; a tie has no consensus."""
