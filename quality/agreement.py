@@ -13,136 +13,48 @@ counts (O(n_boot × votes)) rather than a Python loop:
 Items with fewer than two votes carry no agreement and are dropped before resampling. Repeated
 votes of one worker on one item count as given (as in `quality.metrics`), except in Cohen's kappa,
 which needs one answer per worker and keeps the worker's latest vote.
+
+The coincidence and alpha core (`krippendorff_alpha`, `Units`, ...) lives in
+`annotation.task_types._reliability`, shared with the task types; this module adds the bootstrap,
+Cohen's kappa, per-label figures and trends.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import sparse
 
-LEVELS = ("nominal", "ordinal", "interval")
+from annotation.task_types._reliability import (
+    LEVELS,
+    Units,
+    alpha_from_coincidences,
+    check_range,
+    fleiss_from_totals,
+    index_arrays,
+    krippendorff_alpha,
+    per_label_from_coincidences,
+    scalar,
+    units_build,
+)
+
+__all__ = [
+    "LEVELS",
+    "agreement_over_time",
+    "agreement_summary",
+    "bootstrap_interval",
+    "cohen_kappa_matrix",
+    "epoch_seconds",
+    "krippendorff_alpha",
+    "per_label_agreement",
+    "time_buckets",
+]
+
 # Cells of one block of bootstrap weights (resamples × units): about 32 MB of float64.
 _BLOCK_CELLS = 4_000_000
 _COHEN_WORKERS = 40
-
-
-def _index_arrays(*arrays: Any) -> list[np.ndarray]:
-    out = [np.asarray(a).ravel() for a in arrays]
-    if len({a.size for a in out}) > 1:
-        raise ValueError("vote arrays must have the same length")
-    return [a.astype(np.int64, copy=False) for a in out]
-
-
-def _check_range(values: np.ndarray, size: int, name: str) -> None:
-    if values.size and (values.min() < 0 or values.max() >= size):
-        raise ValueError(f"{name} index out of range 0..{size - 1}")
-
-
-# ---------------------------------------------------------------- sufficient statistics
-
-
-@dataclass(frozen=True)
-class _Units:
-    """Pairable units (items with ≥ 2 votes) as per-unit statistics ready for weighting."""
-
-    n_classes: int
-    pairs: sparse.csr_matrix  # units × classes²: the unit's share of the coincidence matrix
-    fleiss: np.ndarray  # units: Fleiss per-item agreement P_u
-
-    @property
-    def n_units(self) -> int:
-        return int(self.fleiss.size)
-
-    def totals(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Coincidences (b, K, K), Σ w P_u and Σ w for each row of `weights` (b × units)."""
-        k = self.n_classes
-        coincidences = np.asarray(self.pairs.T @ weights.T).T.reshape(-1, k, k)
-        return coincidences, weights @ self.fleiss, weights.sum(axis=1)
-
-
-def _units(units: np.ndarray, codes: np.ndarray, n_classes: int) -> _Units:
-    """Build `_Units` from one (unit, class code) pair per vote; units with one vote are dropped."""
-    m = np.bincount(units)
-    keep = m[units] >= 2
-    _, units = np.unique(units[keep], return_inverse=True)
-    codes = codes[keep]
-    n_units = int(units.max()) + 1 if units.size else 0
-    counts = sparse.csr_matrix((np.ones(units.size), (units, codes)), shape=(n_units, n_classes))
-    counts.sum_duplicates()
-    counts.sort_indices()
-    m = np.asarray(counts.sum(axis=1)).ravel()
-    squares = np.asarray(counts.multiply(counts).sum(axis=1)).ravel()
-    fleiss = (squares - m) / (m * (m - 1)) if n_units else np.zeros(0)
-    # Every (class, class) pair inside each unit's row of `counts`, generated without a loop.
-    per_row = np.diff(counts.indptr)
-    entry_row = np.repeat(np.arange(n_units), per_row)
-    repeats = per_row[entry_row]
-    left = np.repeat(np.arange(counts.nnz), repeats)
-    offset = np.arange(left.size) - np.repeat(np.cumsum(repeats) - repeats, repeats)
-    row = entry_row[left]
-    right = counts.indptr[row] + offset
-    value = counts.data[left] * counts.data[right] - np.where(left == right, counts.data[left], 0)
-    pairs = sparse.csr_matrix(
-        (value / (m[row] - 1), (row, counts.indices[left] * n_classes + counts.indices[right])),
-        shape=(n_units, n_classes * n_classes),
-    )
-    return _Units(n_classes=n_classes, pairs=pairs, fleiss=fleiss)
-
-
-def _distances(level: str, marginals: np.ndarray) -> np.ndarray:
-    """Squared distances δ²(c, k) of Krippendorff's metrics; (b, K, K) for marginals (b, K)."""
-    k = marginals.shape[1]
-    codes = np.arange(k)
-    if level == "nominal":
-        return np.broadcast_to(1.0 - np.eye(k), (marginals.shape[0], k, k))
-    if level == "interval":
-        return np.broadcast_to(
-            (codes[:, None] - codes[None, :]).astype(float) ** 2, (marginals.shape[0], k, k)
-        )
-    if level != "ordinal":
-        raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
-    low, high = np.minimum.outer(codes, codes), np.maximum.outer(codes, codes)
-    cumulative = np.cumsum(marginals, axis=1)
-    between = cumulative[:, high] - cumulative[:, low] + marginals[:, low]
-    return (between - (marginals[:, :, None] + marginals[:, None, :]) / 2.0) ** 2
-
-
-def _alpha(coincidences: np.ndarray, level: str) -> np.ndarray:
-    """Krippendorff's alpha per resample from coincidence matrices (b, K, K); NaN if undefined."""
-    marginals = coincidences.sum(axis=2)
-    n = marginals.sum(axis=1)
-    delta = _distances(level, marginals)
-    observed = (coincidences * delta).sum(axis=(1, 2))
-    expected = np.einsum("bc,bk,bck->b", marginals, marginals, delta)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        alpha = 1.0 - (n - 1.0) * observed / expected
-    return np.where(expected > 1e-12 * np.maximum(n * n, 1.0), alpha, np.nan)
-
-
-def _fleiss(coincidences: np.ndarray, agreement: np.ndarray, units: np.ndarray) -> np.ndarray:
-    """Fleiss' kappa per resample (items with unequal raters: per-item agreement averaged)."""
-    marginals = coincidences.sum(axis=2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        shares = marginals / marginals.sum(axis=1, keepdims=True)
-        expected = (shares**2).sum(axis=1)
-        kappa = (agreement / units - expected) / (1.0 - expected)
-    return np.where((units > 0) & ~np.isclose(expected, 1.0), kappa, np.nan)
-
-
-def _per_label(coincidences: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per class: Fleiss' category kappa and one-vs-rest nominal alpha, each (b, K)."""
-    marginals = coincidences.sum(axis=2)
-    n = marginals.sum(axis=1, keepdims=True)
-    disagreement = marginals - np.diagonal(coincidences, axis1=1, axis2=2)
-    spread = marginals * (n - marginals)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        kappa = np.where(spread > 0, 1.0 - n * disagreement / spread, np.nan)
-        alpha = np.where(spread > 0, 1.0 - (n - 1.0) * disagreement / spread, np.nan)
-    return kappa, alpha
 
 
 # ---------------------------------------------------------------- bootstrap
@@ -199,7 +111,7 @@ def bootstrap_interval(
 
 
 def _bootstrap_table(
-    units: _Units, measures: Callable[..., np.ndarray], *, n_boot: int, seed: int
+    units: Units, measures: Callable[..., np.ndarray], *, n_boot: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Point estimates (S,) and bootstrap samples (n_boot, S) of a vector of measures."""
     point = measures(*units.totals(np.ones((1, units.n_units))))[0]
@@ -209,65 +121,12 @@ def _bootstrap_table(
     return point, np.vstack(blocks)
 
 
-def _scalar(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
-
-
 def _estimate(point: float, samples: np.ndarray, level: float = 0.95) -> dict[str, float | None]:
     low, high = _percentiles(samples, level) if np.isfinite(point) else (None, None)
-    return {"value": _scalar(point), "low": low, "high": high}
+    return {"value": scalar(point), "low": low, "high": high}
 
 
 # ---------------------------------------------------------------- coefficients
-
-
-def krippendorff_alpha(
-    items: Any, workers: Any, values: Any, *, level: str = "nominal"
-) -> float | None:
-    """Krippendorff's alpha over sparse votes with any pattern of missing data.
-
-    `values` are class codes (nominal), ordered codes or any ordered numbers (ordinal: only their
-    order counts), or numbers (interval); NaN values are missing. `workers` is not needed by the
-    coefficient (repeated votes count as given) and is only checked for length. None when no item
-    has two values or all pairable values are equal.
-    """
-    if level not in LEVELS:
-        raise ValueError(f"level must be one of {LEVELS}, not {level!r}")
-    items, _ = _index_arrays(items, workers)
-    values = np.asarray(values, dtype=np.float64).ravel()
-    if values.size != items.size:
-        raise ValueError("vote arrays must have the same length")
-    present = ~np.isnan(values)
-    items, values = items[present], values[present]
-    if level == "interval":
-        return _interval_alpha(items, values)
-    domain, codes = np.unique(values, return_inverse=True)
-    units = _units(items, codes.ravel(), max(domain.size, 1))
-    if units.n_units == 0:
-        return None
-    coincidences, _, _ = units.totals(np.ones((1, units.n_units)))
-    return _scalar(_alpha(coincidences, level)[0])
-
-
-def _interval_alpha(items: np.ndarray, values: np.ndarray) -> float | None:
-    """Interval alpha from per-item moments, so any number of distinct values costs O(votes)."""
-    if items.size == 0:
-        return None
-    m = np.bincount(items)
-    keep = m[items] >= 2
-    items, values = items[keep], values[keep]
-    if items.size == 0:
-        return None
-    values = values - values.mean()  # alpha is shift invariant; centring avoids cancellation
-    m = np.bincount(items).astype(np.float64)
-    first, second = np.bincount(items, values), np.bincount(items, values * values)
-    used = m >= 2
-    observed = (2.0 * (m * second - first * first))[used] / (m[used] - 1.0)
-    n = m.sum()
-    expected = 2.0 * (n * second.sum() - first.sum() ** 2)
-    if expected <= 1e-12 * n * second.sum():
-        return None
-    return float(1.0 - (n - 1.0) * observed.sum() / expected)
 
 
 def cohen_kappa_matrix(
@@ -287,9 +146,9 @@ def cohen_kappa_matrix(
     votes on an item count once (the latest). Sparse products over classes; only workers who
     labelled at least `min_shared` items enter them.
     """
-    items, workers, labels = _index_arrays(items, workers, labels)
-    _check_range(workers, n_workers, "worker")
-    _check_range(labels, n_classes, "label")
+    items, workers, labels = index_arrays(items, workers, labels)
+    check_range(workers, n_workers, "worker")
+    check_range(labels, n_classes, "label")
     items, workers, labels = _latest_answers(items, workers, labels)
     n_items = int(items.max()) + 1 if items.size else 1
     kappa = np.full((n_workers, n_workers), np.nan)
@@ -350,21 +209,21 @@ def per_label_agreement(
     The category kappa is Fleiss (1971), with per-item (m_i - 1) so items may have unequal
     raters; kappa and alpha are None where the class is never or always used on pairable items.
     """
-    items, _, labels = _index_arrays(items, workers, labels)
-    _check_range(items, n_items, "item")
-    _check_range(labels, n_classes, "label")
-    return _per_label_rows(_units(items, labels, n_classes), labels)
+    items, _, labels = index_arrays(items, workers, labels)
+    check_range(items, n_items, "item")
+    check_range(labels, n_classes, "label")
+    return _per_label_rows(units_build(items, labels, n_classes), labels)
 
 
-def _per_label_rows(units: _Units, labels: np.ndarray) -> list[dict[str, Any]]:
+def _per_label_rows(units: Units, labels: np.ndarray) -> list[dict[str, Any]]:
     coincidences, _, _ = units.totals(np.ones((1, units.n_units)))
-    kappa, alpha = _per_label(coincidences)
+    kappa, alpha = per_label_from_coincidences(coincidences)
     votes = np.bincount(labels, minlength=units.n_classes)
     return [
         {
             "label": k,
-            "kappa": _scalar(kappa[0, k]),
-            "alpha": _scalar(alpha[0, k]),
+            "kappa": scalar(kappa[0, k]),
+            "alpha": scalar(alpha[0, k]),
             "n": int(votes[k]),
         }
         for k in range(units.n_classes)
@@ -373,9 +232,9 @@ def _per_label_rows(units: _Units, labels: np.ndarray) -> list[dict[str, Any]]:
 
 def _summary_measures(levels: tuple[str, ...]) -> Callable[..., np.ndarray]:
     def measures(coincidences: np.ndarray, agreement: np.ndarray, units: np.ndarray) -> np.ndarray:
-        columns = [_fleiss(coincidences, agreement, units)[:, None]]
-        columns += [_alpha(coincidences, level)[:, None] for level in levels]
-        columns.append(_per_label(coincidences)[0])
+        columns = [fleiss_from_totals(coincidences, agreement, units)[:, None]]
+        columns += [alpha_from_coincidences(coincidences, level)[:, None] for level in levels]
+        columns.append(per_label_from_coincidences(coincidences)[0])
         return np.hstack(columns)
 
     return measures
@@ -405,7 +264,7 @@ def _cohen_block(
     shown = np.flatnonzero(np.isfinite(kappa).any(axis=1))
     return {
         "workers": [int(w) for w in top[shown]],
-        "matrix": [[_scalar(v) for v in row] for row in kappa[np.ix_(shown, shown)]],
+        "matrix": [[scalar(v) for v in row] for row in kappa[np.ix_(shown, shown)]],
         "shared": shared[np.ix_(shown, shown)].tolist(),
         "min_shared": min_shared,
     }
@@ -431,12 +290,12 @@ def agreement_summary(
     most items, restricted to those with a pair sharing `min_shared` items. The
     bootstrap resamples pairable items; all coefficients share the same resamples.
     """
-    items, workers, labels = _index_arrays(items, workers, labels)
-    _check_range(items, n_items, "item")
-    _check_range(workers, n_workers, "worker")
-    _check_range(labels, n_classes, "label")
+    items, workers, labels = index_arrays(items, workers, labels)
+    check_range(items, n_items, "item")
+    check_range(workers, n_workers, "worker")
+    check_range(labels, n_classes, "label")
     levels = ("nominal", "ordinal", "interval") if ordinal else ("nominal",)
-    units = _units(items, labels, n_classes)
+    units = units_build(items, labels, n_classes)
     point, samples = _bootstrap_table(units, _summary_measures(levels), n_boot=n_boot, seed=seed)
     result: dict[str, Any] = {"fleiss": _estimate(point[0], samples[:, 0])}
     for column, level in enumerate(levels, start=1):
@@ -494,15 +353,15 @@ def agreement_over_time(
     in a bucket uses only the votes given in it, so an item counts where two of its votes fall
     in the same bucket.
     """
-    items, workers, labels = _index_arrays(items, workers, labels)
+    items, workers, labels = index_arrays(items, workers, labels)
     stamps = epoch_seconds(timestamps)
     if stamps.size != items.size:
         raise ValueError("vote arrays must have the same length")
-    _check_range(labels, n_classes, "label")
+    check_range(labels, n_classes, "label")
     measures = _summary_measures(("nominal",))
     trend = []
     for part in time_buckets(stamps, buckets):
-        units = _units(items[part], labels[part], n_classes)
+        units = units_build(items[part], labels[part], n_classes)
         point, samples = _bootstrap_table(units, measures, n_boot=n_boot, seed=seed)
         trend.append(
             {

@@ -122,6 +122,10 @@ class ItemScore(models.Model):
     posterior = models.JSONField(default=dict)
     method = models.CharField(max_length=16, blank=True)
     state = models.CharField(max_length=16, choices=State.choices, default=State.OPEN)
+    # Types whose answers are not one category (spans, boxes, free text, multi-label): the
+    # consensus answer in the type's stored form, by the type's own rule; `label` then holds
+    # its short summary and `confidence` the rule's support. Null for categorical types.
+    value = models.JSONField(null=True, blank=True)
     computed_at = models.DateTimeField()
 
     class Meta:

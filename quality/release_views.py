@@ -22,10 +22,10 @@ from core.http import HtmxHttpRequest
 from quality.metrics import agreement_reading_alpha, agreement_reading_kappa
 from quality.models import Release
 from quality.releases import (
-    DATA_FILES,
     project_get_for_releases,
     release_create,
     release_file_open,
+    release_formats,
     release_get_for_user,
     release_label_rows,
     release_list_for_project,
@@ -96,7 +96,7 @@ def _detail_context(request: HtmxHttpRequest, release: Release) -> dict[str, Any
         "finished": release.status in FINISHED,
         "may_manage": release_may_manage(user=request.user, project=release.project),
         "label_rows": release_label_rows(release=release),
-        "files": [files[fmt] for fmt in DATA_FILES if fmt in files],
+        "files": [files[fmt] for fmt in release_formats() if fmt in files],
         "kappa_reading": agreement_reading_kappa(agreement.get("fleiss_kappa")),
         "alpha_reading": agreement_reading_alpha(agreement.get("krippendorff_alpha")),
     }

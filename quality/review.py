@@ -22,6 +22,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from annotation.models import Annotation, Item, Project
+from annotation.task_types import task_type_get
 from quality.models import ItemScore, ReviewDecision, WorkerScore
 from quality.services import quality_recompute_schedule
 
@@ -162,9 +163,9 @@ def item_review_get(*, project: Project, item_id: int) -> ItemReview:
         raise Http404("No such item in this project.")
     score = ItemScore.objects.filter(item_id=item.pk).first()
     votes = list(
-        Annotation.objects.filter(item_id=item.pk)
+        Annotation.objects.filter(item_id=item.pk, superseded_at__isnull=True)
         .order_by("id")
-        .annotate(answer=KT("value__label"))
+        .annotate(answer=KT(f"value__{task_type_get(project.task_type).category_key or 'label'}"))
         .values_list("author_id", "answer")
     )
     latest: dict[int, str] = {}

@@ -9,7 +9,6 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from quality.models import Release, ReleaseFile
-from quality.releases import DATA_FILES
 
 
 class ReleaseCreateInputSerializer(serializers.Serializer):
@@ -84,5 +83,5 @@ class ReleaseDetailOutputSerializer(ReleaseOutputSerializer):
     @extend_schema_field(ReleaseFileOutputSerializer(many=True))
     def get_files(self, release: Release) -> list[dict[str, Any]]:
         # `files` is prefetched by the selector; only the downloadable data files are listed.
-        records = [f for f in release.files.all() if f.format in DATA_FILES]
+        records = [f for f in release.files.all() if f.format != "manifest"]
         return list(ReleaseFileOutputSerializer(records, many=True).data)

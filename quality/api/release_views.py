@@ -19,16 +19,16 @@ from quality.api.release_serializers import (
     ReleaseOutputSerializer,
 )
 from quality.releases import (
-    DATA_FILES,
     project_get_for_releases,
     release_create,
     release_file_open,
+    release_formats,
     release_get_for_user,
     release_list_for_project,
 )
 
 FORMAT_PARAMETER = OpenApiParameter(
-    "format", OpenApiTypes.STR, enum=list(DATA_FILES), required=True, description="File format."
+    "format", OpenApiTypes.STR, enum=release_formats(), required=True, description="File format."
 )
 
 

@@ -58,6 +58,7 @@ from quality.releases.services import (
     release_create,
     release_download_name,
     release_file_open,
+    release_formats,
     release_retry,
 )
 
@@ -77,6 +78,7 @@ __all__ = [
     "release_create",
     "release_download_name",
     "release_file_open",
+    "release_formats",
     "release_get_for_user",
     "release_label_rows",
     "release_list_for_project",

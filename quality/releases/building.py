@@ -32,6 +32,7 @@ from django.db.models.fields.json import KT
 from django.utils import timezone
 
 from annotation.models import Annotation, Item
+from annotation.task_types import ExportForm, ExportRow, TaskConfig, task_type_get
 from core.exceptions import ApplicationError
 from crowd.models import ExternalIdentity
 from quality.metrics import fleiss_kappa, krippendorff_alpha_nominal, vote_shares
@@ -188,14 +189,14 @@ def _released_items(release: Release) -> QuerySet[Item]:
     ).filter(Exists(voted))
 
 
-def _stream(release: Release) -> Iterator[_Entry]:
+def _stream(release: Release, *, key: str = "label") -> Iterator[_Entry]:
     """Items in id order with their annotations, merged from two server-side cursors."""
     # Expert decisions count when made before the release was created: a later decision
     # never changes what a release says.
     decided = (
         ReviewDecision.objects.filter(item_id=OuterRef("pk"), created_at__lte=release.created_at)
         .order_by("-id")
-        .annotate(decided=KT("value__label"))
+        .annotate(decided=KT(f"value__{key}"))
         .values("decided")[:1]
     )
     items = (
@@ -221,7 +222,7 @@ def _stream(release: Release) -> Iterator[_Entry]:
             item_id__lte=release.item_cutoff_id,
         )
         .order_by("item_id", "id")
-        .annotate(label=KT("value__label"))  # only the label: no JSON decoding per row
+        .annotate(label=KT(f"value__{key}"))  # only the category: no JSON decoding per row
         .values_list("item_id", "author_id", "label")
         .iterator(chunk_size=CHUNK_SIZE)
     )
@@ -249,8 +250,25 @@ def _final_label(consensus: _Consensus, majority: str, share: float) -> tuple[st
     return majority, share, False
 
 
+def snapshot_config(release: Release) -> TaskConfig:
+    """The task configuration frozen in the release (older releases have no options)."""
+    snapshot = release.config_snapshot
+    return TaskConfig(
+        task_type=snapshot.get("task_type", "single_label"),
+        labels=tuple(snapshot.get("labels") or ()),
+        options=dict(snapshot.get("task_options") or {}),
+    )
+
+
 def _build_into(*, release: Release, workdir: Path) -> None:
-    labels = [label["value"] for label in release.config_snapshot["labels"]]
+    config = snapshot_config(release)
+    task_type = task_type_get(config.task_type)
+    if not task_type.category_key:  # structured answers: a JSON value per item
+        from quality.releases.typed_building import build_typed_into  # it imports this module
+
+        build_typed_into(release=release, workdir=workdir, task_type=task_type, config=config)
+        return
+    labels = task_type.category_values(config=config)
     index = {label: i for i, label in enumerate(labels)}
     total = _released_items(release).count()
     header = [
@@ -273,7 +291,7 @@ def _build_into(*, release: Release, workdir: Path) -> None:
     totals, batch = _Totals(), []
     if release.include_raw and release.include_identities:
         totals.identities = _identities(release)
-    for entry in _stream(release):
+    for entry in _stream(release, key=task_type.category_key):
         batch.append(entry)
         if len(batch) == CHUNK_SIZE:
             _write_batch(release, batch, index, labels, jsonl, rows, totals)
@@ -284,7 +302,13 @@ def _build_into(*, release: Release, workdir: Path) -> None:
     files = {fmt: {"format": fmt, "path": name} for fmt, name in DATA_FILES.items()}
     files["jsonl"].update(jsonl.close())
     files["csv"].update(csv_sink.close())
-    manifest = _manifest(release, labels, totals, [files["csv"], files["jsonl"]])
+    listed = [files["csv"], files["jsonl"]]
+    for form in task_type.export_forms_for(config):
+        files[form.key] = export_form_write(
+            form=form, config=config, source=workdir / DATA_FILES["jsonl"], workdir=workdir
+        )
+        listed.append(files[form.key])
+    manifest = _manifest(release, labels, totals, listed)
     body = (json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
     (workdir / MANIFEST_FILE).write_bytes(body)
     files["manifest"] = {
@@ -436,6 +460,44 @@ def _manifest(
         "consensus_method": _consensus_method(totals),
         "expert_reviewed": totals.expert_reviewed,
         "files": files,
+    }
+
+
+def export_rows(source: Path, *, config: TaskConfig) -> Iterator[ExportRow]:
+    """The released items as export forms read them, streamed back from data.jsonl."""
+    task_type = task_type_get(config.task_type)
+    with source.open("rb") as lines:
+        for line in lines:
+            record = json.loads(line)
+            value = record.get("value")
+            if value is None and record.get("label"):
+                value = task_type.value_of_category(record["label"])
+            yield ExportRow(
+                item_id=record["item_id"],
+                data=record["data"],
+                value=value,
+                split=record.get("split", ""),
+            )
+
+
+def export_form_write(
+    *, form: ExportForm, config: TaskConfig, source: Path, workdir: Path
+) -> dict[str, Any]:
+    """Write one of the task type's export forms next to data.jsonl; its manifest entry."""
+    target = workdir / form.filename
+    with target.open("wb") as out:
+        form.write(export_rows(source, config=config), out, config)
+    digest, size = hashlib.sha256(), 0
+    with target.open("rb") as written:
+        for chunk in iter(lambda: written.read(1 << 20), b""):
+            digest.update(chunk)
+            size += len(chunk)
+    return {
+        "format": form.key,
+        "path": form.filename,
+        "content_type": form.content_type,
+        "sha256": digest.hexdigest(),
+        "size": size,
     }
 
 

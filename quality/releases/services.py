@@ -18,6 +18,7 @@ from django.http import FileResponse
 from django.utils.text import slugify
 
 from annotation.models import Annotation, Item, Project
+from annotation.task_types import task_types
 from core.exceptions import ApplicationError, ConflictError
 from quality.models import Release
 from quality.release_tasks import release_build_task
@@ -27,8 +28,14 @@ from quality.releases.selectors import release_may_manage
 logger = logging.getLogger(__name__)
 
 SNAPSHOT_FIELDS = ("name", "instructions", "task_type", "labels", "overlap", "gold_ratio")
-SNAPSHOT_FIELDS += ("reservation_timeout_seconds",)
+SNAPSHOT_FIELDS += ("reservation_timeout_seconds", "task_options", "schema_version")
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-8"}
+
+
+def release_formats() -> list[str]:
+    """Every downloadable format: the data files, then each task type's export forms."""
+    forms = [form.key for task_type in task_types().values() for form in task_type.export_forms]
+    return [*DATA_FILES, *dict.fromkeys(forms)]
 
 
 class ReleaseIntegrityError(ApplicationError):
@@ -100,10 +107,13 @@ def release_retry(*, release: Release, user: AbstractBaseUser) -> Release:
     return release
 
 
-def release_download_name(*, release: Release, fmt: str) -> str:
-    """The attachment filename of a release file, e.g. 'reviews-v1.jsonl'."""
+def release_download_name(*, release: Release, fmt: str, path: str = "") -> str:
+    """The attachment filename of a release file, e.g. 'reviews-v1.jsonl'; an export form
+    keeps its own file name after the version ('ner-v2-spacy.jsonl')."""
     slug = slugify(release.project.name) or f"project-{release.project_id}"
-    return f"{slug}-v{release.version}.{fmt}"
+    if fmt in DATA_FILES or not path:
+        return f"{slug}-v{release.version}.{fmt}"
+    return f"{slug}-v{release.version}-{path.rsplit('/', 1)[-1]}"
 
 
 @dataclass
@@ -131,8 +141,8 @@ class ReleaseDownload:
 
 def release_file_open(*, release: Release, fmt: str) -> ReleaseDownload:
     """Open a ready release's file after checking its sha256 against the manifest."""
-    if fmt not in DATA_FILES:
-        allowed = ", ".join(DATA_FILES)
+    if fmt not in release_formats() or fmt == "manifest":
+        allowed = ", ".join(release_formats())
         raise ApplicationError(
             f"Unknown format {fmt!r}; use one of: {allowed}.",
             code="unknown_format",
@@ -165,8 +175,10 @@ def release_file_open(*, release: Release, fmt: str) -> ReleaseDownload:
     handle.seek(0)
     return ReleaseDownload(
         file=handle,
-        filename=release_download_name(release=release, fmt=fmt),
-        content_type=CONTENT_TYPES[fmt],
+        filename=release_download_name(release=release, fmt=fmt, path=record.path),
+        content_type=CONTENT_TYPES.get(fmt)
+        or listed[fmt].get("content_type", "")
+        or "application/octet-stream",
         sha256=expected,
         size=size,
     )

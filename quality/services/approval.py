@@ -31,6 +31,7 @@ from django.db.models.fields.json import KT, KeyTextTransform
 from django.utils import timezone
 
 from annotation.models import Annotation, Project
+from annotation.task_types import task_type_get
 from crowd.models import PayDecision, PaySettings
 from crowd.pay import reward_cents_for
 from quality.models import QualityConfig, WorkerScore
@@ -94,6 +95,9 @@ def approval_reason_gold(high: float, bar: float) -> str:
 
 def _wanted_decisions(*, project: Project, config: QualityConfig) -> list[_Answer]:
     """Answers whose automatic decision should change, from one query over the answers."""
+    # The category key of the project's type; types without one (spans, boxes, free text,
+    # multi-label) have no per-answer gold check here, so only people approve their answers.
+    key = task_type_get(project.task_type).category_key or "label"
     gold_bar, gold_min = config.approval_gold_bar, max(config.approval_gold_min, 1)
     consensus_bar = config.approval_consensus
     workers: dict[int, tuple[bool, bool, float]] = {}
@@ -108,10 +112,10 @@ def _wanted_decisions(*, project: Project, config: QualityConfig) -> list[_Answe
                 high or 0.0,
             )
     rows = (
-        Annotation.objects.filter(project_id=project.pk)
+        Annotation.objects.filter(project_id=project.pk, superseded_at__isnull=True)
         .annotate(
-            answer=KT("value__label"),
-            gold_answer=KeyTextTransform("label", "item__gold"),
+            answer=KT(f"value__{key}"),
+            gold_answer=KeyTextTransform(key, "item__gold"),
             current=FilteredRelation(
                 "pay_decisions", condition=Q(pay_decisions__superseded_at__isnull=True)
             ),

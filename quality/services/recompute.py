@@ -33,6 +33,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from annotation.models import Annotation, Item, Project
+from annotation.task_types import task_config_of, task_type_get
 from quality.adaptive import GoldPolicy, overlap_decisions
 from quality.models import (
     ItemScore,
@@ -44,6 +45,7 @@ from quality.models import (
 from quality.services import engine, scores
 from quality.services.approval import approval_decisions_apply
 from quality.services.engine import Consensus, Votes
+from quality.services.typed import typed_recompute
 from quality.tasks import quality_recompute_task
 
 logger = logging.getLogger(__name__)
@@ -183,10 +185,19 @@ def quality_recompute(*, project: Project, full: bool = True) -> ProjectScore:
     """
     from quality.services.actions import rules_apply  # actions imports this module
 
+    task_type = task_type_get(project.task_type)
     with transaction.atomic():
         _recompute_lock(project_id=project.pk)
         now = timezone.now()  # after the wait: a queued run is stamped later than the first
         config = quality_config_get(project=project)
+        if not task_type.category_key:  # spans, boxes, free text, multi-label: the type's rule
+            return typed_recompute(
+                project=project,
+                config=config,
+                task_type=task_type,
+                excluded=_excluded_worker_ids(project=project),
+                now=now,
+            )
         votes = _votes_load(project=project)
         excluded_ids = _excluded_worker_ids(project=project)
         consensus = signals = None
@@ -275,31 +286,33 @@ def _excluded_worker_ids(*, project: Project) -> set[int]:
 # --- loading -----------------------------------------------------------------------------------
 
 
-def _annotation_rows(*, project_id: int) -> list[tuple[Any, ...]]:
-    """(id, item, author, label or None, duration, epoch seconds, client key), by id.
+def _annotation_rows(*, project_id: int, key: str = "label") -> list[tuple[Any, ...]]:
+    """(id, item, author, category or None, duration, epoch seconds, client key), by id.
 
-    On PostgreSQL one plain query where the database extracts the label and the epoch: for
-    300,000 annotations that is several times faster than Django's per-value converters.
+    `key` is the task type's category key (label, choice, rating). Answers superseded by a
+    label schema change are left out. On PostgreSQL one plain query where the database
+    extracts the category and the epoch: for 300,000 annotations that is several times faster
+    than Django's per-value converters.
     """
     if connection.vendor == "postgresql":
         table = Annotation._meta.db_table
         with connection.cursor() as cursor:
             cursor.execute(
-                f"SELECT id, item_id, author_id, value->>'label', duration_ms, "  # noqa: S608
+                f"SELECT id, item_id, author_id, value->>%s, duration_ms, "  # noqa: S608
                 f"EXTRACT(EPOCH FROM created_at)::float8, client_key FROM {table} "
-                f"WHERE project_id = %s ORDER BY id",
-                [project_id],
+                f"WHERE project_id = %s AND superseded_at IS NULL ORDER BY id",
+                [key, project_id],
             )
             return cursor.fetchall()
     return [
         (*row[:5], row[5].timestamp(), row[6])
-        for row in Annotation.objects.filter(project_id=project_id)
+        for row in Annotation.objects.filter(project_id=project_id, superseded_at__isnull=True)
         .order_by("id")
         .values_list(
             "id",
             "item_id",
             "author_id",
-            KT("value__label"),
+            KT(f"value__{key}"),
             "duration_ms",
             "created_at",
             "client_key",
@@ -309,14 +322,20 @@ def _annotation_rows(*, project_id: int) -> list[tuple[Any, ...]]:
 
 def _votes_load(*, project: Project) -> Votes:
     """Read annotations, items and review decisions (three queries) and index them."""
-    rows = [row for row in _annotation_rows(project_id=project.pk) if row[3] is not None]
+    task_type = task_type_get(project.task_type)
+    key = task_type.category_key
+    rows = [
+        (*row[:3], str(row[3]), *row[4:])
+        for row in _annotation_rows(project_id=project.pk, key=key)
+        if row[3] is not None
+    ]
     items = list(
         Item.objects.filter(project_id=project.pk)
         .order_by("id")
         .values_list(
             "id",
             "is_gold",
-            KT("gold__label"),
+            KT(f"gold__{key}"),
             "gold_retired",
             "target",
             "annotation_count",
@@ -327,12 +346,12 @@ def _votes_load(*, project: Project) -> Votes:
     for item_id, label in (
         ReviewDecision.objects.filter(project_id=project.pk)
         .order_by("id")
-        .values_list("item_id", KT("value__label"))
+        .values_list("item_id", KT(f"value__{key}"))
     ):
         if label is not None:
-            reviewed[item_id] = label  # the latest decision wins
+            reviewed[item_id] = str(label)  # the latest decision wins
 
-    configured = project.label_values
+    configured = task_type.category_values(config=task_config_of(project))
     seen = {row[3] for row in rows} | set(reviewed.values())
     labels = configured + sorted(seen - set(configured))  # labels no longer in the set go last
     column = {label: index for index, label in enumerate(labels)}
