@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 
 from annotation.models import ProjectMember
@@ -34,10 +36,32 @@ class LabelSkipForm(forms.Form):
 
 
 class LabelSubmitForm(LabelSkipForm):
-    """A submit: the chosen label and the time on task measured by the page."""
+    """A submit: the answer and the time on task measured by the page.
 
-    label = forms.CharField(max_length=200)
+    The answer is `value`, a JSON object in the task type's form ({"labels": [...]},
+    {"rating": 4}…), checked later by the type; the legacy `label` field stands for
+    {"label": label}. `cleaned_data["value"]` is the answer either way.
+    """
+
+    value = forms.JSONField(required=False)
+    label = forms.CharField(required=False, max_length=200)
     duration_ms = forms.IntegerField(min_value=0, max_value=24 * 3600 * 1000)
+
+    def clean_value(self) -> dict[str, Any] | None:
+        value = self.cleaned_data["value"]
+        if value is not None and not isinstance(value, dict):
+            raise forms.ValidationError('The answer is a JSON object, for example {"label": …}.')
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if "value" not in cleaned:  # already reported by clean_value
+            return cleaned
+        if cleaned["value"] is None:
+            if not cleaned.get("label"):
+                raise forms.ValidationError("Give the answer as `value` (a JSON object).")
+            cleaned["value"] = {"label": cleaned["label"]}
+        return cleaned
 
 
 class MemberAddForm(forms.Form):

@@ -22,6 +22,7 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from annotation.access import OWNERS, project_access
 from annotation.models import Project
+from annotation.task_types import task_config_of, task_type_get
 from core.exceptions import ApplicationError
 from core.http import HtmxHttpRequest
 from crowd.external import visit_list_ready, visit_progress
@@ -53,7 +54,31 @@ from crowd.services import (
 
 LABEL_TEMPLATE = "crowd/assignment_label.html"
 QUALIFY_FIRST = "Pass the project's qualification test first: reload the page."
-NOT_SAVED_INVALID = "Your last answer was not saved: it was not one of this project's labels."
+NOT_SAVED = "Your last answer was not saved."
+
+
+def _widget_context(project: Project) -> dict[str, Any]:
+    """What the page's widget needs: the type's key, its templates and its configuration."""
+    config = task_config_of(project)
+    key = config.task_type
+    # The stored options are already clean; cleaning again fills defaults of options added later.
+    options = task_type_get(key).options_clean(config.options, labels=config.labels)
+    return {
+        "task_type": key,
+        "widget_controls": f"annotation/widgets/{key}_controls.html",
+        "config": {"labels": [dict(label) for label in config.labels], "options": options},
+    }
+
+
+def _error_text(error: ValidationError) -> str:
+    """A validation error as one line naming where each problem is (`value.spans[2].end: ...`)."""
+    if not hasattr(error, "error_dict"):
+        return " ".join(error.messages)
+    parts = []
+    for name, messages_ in error.message_dict.items():
+        text = " ".join(messages_)
+        parts.append(text if name == "__all__" else f"{name}: {text}")
+    return " ".join(parts)
 
 
 def _labeling_project(request: HtmxHttpRequest, pk: int) -> tuple[Project, str]:
@@ -122,18 +147,18 @@ def _refill(
     except (WorkerBlockedError, RequirementNotMetError) as error:  # no more work, and why
         ready, status, notice = [], error.status_code, notice or error.message
     _mask_for_worker(request, project, ready)
-    context = {"project": project, "ready": ready, "notice": notice}
+    context = {"project": project, "ready": ready, "notice": notice, **_widget_context(project)}
     return TemplateResponse(request, f"{LABEL_TEMPLATE}#label-refill", context, status=status)
 
 
 @login_required
 @require_http_methods(["GET"])
 def label_page(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    """The labeling page: current item, the next one held ready, labels with hotkeys."""
+    """The labeling page: current item, the next one held ready, and the task type's widget."""
     project, role = _labeling_project(request, pk)
     if qualification_required(worker=request.user, project=project):  # type: ignore[arg-type]
         return redirect("external:qualification-test", pk=project.pk)
-    context: dict[str, Any] = {"project": project, "role": role}
+    context: dict[str, Any] = {"project": project, "role": role, **_widget_context(project)}
     visit = visit_get(request, project)
     if visit is not None:  # an external worker: the completion code once the quota is done
         context["done_url"] = reverse("external:study-done", args=[visit[0].study.slug])
@@ -161,21 +186,22 @@ def label_submit(request: HtmxHttpRequest, pk: int, assignment_id: int) -> HttpR
     if qualification_required(worker=request.user, project=project):  # type: ignore[arg-type]
         return _qualify_first(request, project)
     form = LabelSubmitForm(request.POST)
-    status, notice = 422, NOT_SAVED_INVALID
-    if form.is_valid():
-        try:
-            assignment_submit(
-                assignment=assignment,
-                worker=request.user,  # type: ignore[arg-type]
-                value={"label": form.cleaned_data["label"]},
-                duration_ms=form.cleaned_data["duration_ms"],
-                client_key=_client_key(request),
-            )
-            status, notice = 200, ""
-        except ApplicationError as error:
-            status, notice = error.status_code, f"Your last answer was not saved. {error.message}"
-        except ValidationError:
-            pass  # an unknown label: status and notice already say so
+    if not form.is_valid():
+        notice = f"{NOT_SAVED} {_error_text(ValidationError(form.errors.as_data()))}"
+        return _refill(request, project, form, status=422, notice=notice)
+    status, notice = 200, ""
+    try:
+        assignment_submit(
+            assignment=assignment,
+            worker=request.user,  # type: ignore[arg-type]
+            value=form.cleaned_data["value"],
+            duration_ms=form.cleaned_data["duration_ms"],
+            client_key=_client_key(request),
+        )
+    except ApplicationError as error:
+        status, notice = error.status_code, f"{NOT_SAVED} {error.message}"
+    except ValidationError as error:  # the answer does not fit the task type or the item
+        status, notice = 422, f"{NOT_SAVED} {_error_text(error)}"
     return _refill(request, project, form, status=status, notice=notice)
 
 

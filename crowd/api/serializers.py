@@ -39,17 +39,39 @@ class AssignmentOutputSerializer(serializers.Serializer):
 
 
 class AnnotationOutputSerializer(serializers.ModelSerializer):
-    label = serializers.CharField()
+    """A stored answer: `value` in its task type's form; `label` kept for single-label clients."""
+
+    label = serializers.CharField(allow_null=True)
     item = serializers.IntegerField(source="item_id")
+    value = serializers.JSONField()
 
     class Meta:
         model = Annotation
-        fields = ["id", "item", "label", "duration_ms", "created_at"]
+        fields = ["id", "item", "value", "label", "duration_ms", "created_at"]
 
 
 class SubmitInputSerializer(serializers.Serializer):
-    label = serializers.CharField(max_length=200)
+    """An answer: `value`, a JSON object in the project's task type form ({"labels": [...]},
+    {"rating": 4}…), or the legacy `label` (single label), which stands for {"label": label}.
+    The task type checks the value itself when it is stored."""
+
+    value = serializers.JSONField(required=False)
+    label = serializers.CharField(max_length=200, required=False)
     duration_ms = serializers.IntegerField(min_value=0, max_value=86_400_000, default=0)
+
+    def validate_value(self, value: Any) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise serializers.ValidationError('The answer is a JSON object, e.g. {"label": "…"}.')
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "value" not in attrs:
+            if "label" not in attrs:
+                raise serializers.ValidationError(
+                    {"value": ["Give the answer as `value` (a JSON object)."]}
+                )
+            attrs["value"] = {"label": attrs["label"]}
+        return attrs
 
 
 class SubmitOutputSerializer(serializers.Serializer):

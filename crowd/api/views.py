@@ -119,7 +119,8 @@ class ProjectNextApi(CrowdApi):
 
 
 class AssignmentSubmitApi(CrowdApi):
-    """Submit a label for an assignment. Repeating a submit returns the same annotation."""
+    """Submit an answer (`value`, or the legacy `label`) for an assignment. Repeating a submit
+    returns the same annotation."""
 
     @extend_schema(
         request=SubmitInputSerializer,
@@ -133,7 +134,7 @@ class AssignmentSubmitApi(CrowdApi):
         annotation = assignment_submit(
             assignment=assignment,
             worker=request.user,
-            value={"label": data.validated_data["label"]},
+            value=data.validated_data["value"],
             duration_ms=data.validated_data["duration_ms"],
             client_key=_client_key(request),
         )

@@ -23,6 +23,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.models import Annotation, Project
+from annotation.task_types import task_type_get
 from crowd.models import Bonus, PayDecision, PaySettings
 
 APPROVED = PayDecision.Status.APPROVED
@@ -326,6 +327,15 @@ class GoldAccuracy:
 GOLD_FEEDBACK_DELAY = timedelta(days=1)
 
 
+def _gold_match(project: Project) -> Q:
+    """An answer matches its item's gold: same category for categorical types, the same
+    stored answer for the others."""
+    key = task_type_get(project.task_type).category_key
+    if key:
+        return Q(**{f"value__{key}": F(f"item__gold__{key}")})
+    return Q(value=F("item__gold"))
+
+
 def gold_accuracy_get(
     *, project: Project, worker: AbstractBaseUser, now: datetime | None = None
 ) -> GoldAccuracy:
@@ -339,7 +349,5 @@ def gold_accuracy_get(
         item__is_gold=True,
         item__gold__isnull=False,
         created_at__lt=cutoff,
-    ).aggregate(
-        total=Count("id"), correct=Count("id", filter=Q(value__label=F("item__gold__label")))
-    )
+    ).aggregate(total=Count("id"), correct=Count("id", filter=_gold_match(project)))
     return GoldAccuracy(total=found["total"], correct=found["correct"])

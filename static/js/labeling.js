@@ -1,7 +1,8 @@
-// Labeling page (crowd/assignment_label.html). Keyboard first: a label's hotkey selects it,
-// Enter submits, S skips. The page always holds the next item ready: a submit swaps it in at
-// once and sends the answer in the background; the reply carries the item(s) that refill the
-// buffer. Configuration comes from data- attributes (no inline scripts, CSP-friendly).
+// Labeling page (crowd/assignment_label.html). Keyboard first: the task type's widget
+// (static/js/widgets/<type>.js, window.AssayWidgets[type]) takes the answer, Enter submits,
+// S skips. The page always holds the next item ready: a submit swaps it in at once and sends the
+// answer in the background; the reply carries the item(s) that refill the buffer. Configuration
+// comes from data- attributes and a json_script block (no inline scripts, CSP-friendly).
 (() => {
   "use strict";
 
@@ -11,23 +12,28 @@
   const stage = root.querySelector("[data-stage]");
   const noticeEl = root.querySelector("[data-notice]");
   const doneEl = root.querySelector("[data-done]");
+  const controls = root.querySelector("[data-controls]");
   const submitButton = root.querySelector("[data-action=submit]");
-  const choices = Array.from(root.querySelectorAll("[data-label]"));
-  const hotkeys = new Map(
-    choices.filter((b) => b.dataset.hotkey).map((b) => [b.dataset.hotkey.toLowerCase(), b]),
-  );
   const csrfToken = root.dataset.csrfToken;
+  const configEl = document.getElementById("task-config");
+  const config = configEl ? JSON.parse(configEl.textContent) : { labels: [], options: {} };
+  const widget = (window.AssayWidgets || {})[root.dataset.taskType];
 
   const fromTemplate = (id) => {
     const template = document.getElementById(id);
     return template ? Array.from(template.content.children, (node) => node.cloneNode(true)) : [];
   };
 
+  // Label colours travel as data-colour (no inline styles); painted once here.
+  for (const chip of root.querySelectorAll("[data-colour]")) {
+    if (chip.dataset.colour) chip.style.setProperty("--chip", chip.dataset.colour);
+  }
+
   const state = {
     current: stage.querySelector(".label-item"),
+    controller: null,
     shownAt: performance.now(),
     buffer: fromTemplate("label-buffer"),
-    selected: null,
     inflight: 0,
     pending: new Set(), // ids whose answer is on its way to the server
     done: Number(doneEl.textContent) || 0,
@@ -41,29 +47,53 @@
   }
   const heldIds = () => heldIdsOf(state);
 
+  let askedFor = false; // the notice says what the answer still misses
+
   function say(message) {
     noticeEl.textContent = message;
+    askedFor = false;
   }
 
-  function select(button) {
-    state.selected = button ? button.dataset.label : null;
-    for (const choice of choices) choice.setAttribute("aria-pressed", String(choice === button));
-    submitButton.setAttribute("aria-disabled", String(!button));
+  function answer() {
+    return state.controller ? state.controller.value() : null;
+  }
+
+  function changed() {
+    const ready = answer() !== null;
+    submitButton.setAttribute("aria-disabled", String(!ready));
+    if (ready && askedFor) say("");
+  }
+
+  function unmount() {
+    if (state.controller) state.controller.destroy();
+    state.controller = null;
+  }
+
+  function mount(item) {
+    if (!widget) {
+      say("This page cannot show this kind of item. Reload the page.");
+      return;
+    }
+    state.controller = widget.mount(item, { root, controls, config, changed, say });
+    changed();
   }
 
   function show(item) {
+    unmount();
     stage.replaceChildren(item);
     state.current = item;
     state.shownAt = performance.now(); // time on task starts when the item becomes visible
     root.dataset.state = "labeling";
-    select(null);
+    mount(item);
     root.dispatchEvent(new CustomEvent("labeling:shown", { detail: { at: state.shownAt } }));
   }
 
   function showPlaceholder(templateId, pageState) {
+    unmount();
     state.current = null;
     stage.replaceChildren(...fromTemplate(templateId));
     root.dataset.state = pageState;
+    changed();
   }
 
   function advance() {
@@ -130,11 +160,13 @@
     if (!item) return;
     const body = new URLSearchParams();
     if (action === "submit") {
-      if (!state.selected) {
-        say("Choose a label first: press its key.");
+      const value = answer();
+      if (value === null) {
+        say(state.controller ? state.controller.missing() : "Nothing to submit yet.");
+        askedFor = true;
         return;
       }
-      body.set("label", state.selected);
+      body.set("value", JSON.stringify(value));
       body.set("duration_ms", String(Math.round(performance.now() - state.shownAt)));
       setDone(+1);
     }
@@ -149,36 +181,53 @@
     send(id, url, body, action === "submit");
   }
 
+  // Whether `target` is the widget's own (inside the item or its controls), not page chrome.
+  const inWidget = (target) => stage.contains(target) || controls.contains(target);
+
   document.addEventListener("keydown", (event) => {
     if (event.defaultPrevented || event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.isComposing) return;
     const target = event.target instanceof Element ? event.target : document.body;
-    if (target.closest("input, textarea, select, [contenteditable]")) return;
     const key = event.key.toLowerCase();
+    if (target.closest("input, textarea, select, [contenteditable]")) {
+      // Typing belongs to the widget; only Enter (without Shift) in its textarea submits.
+      if (!inWidget(target)) return;
+      if (state.controller && state.controller.keydown(event)) {
+        event.preventDefault();
+      } else if (key === "enter" && !event.shiftKey && target.closest("textarea")) {
+        event.preventDefault();
+        if (!event.repeat) finish("submit");
+      }
+      return;
+    }
+    if (state.current && state.controller && state.controller.keydown(event)) {
+      event.preventDefault();
+      return;
+    }
     if (key === "enter") {
-      // Links, <summary> and other buttons (Skip, Log out) keep their own Enter.
-      if (target.closest("a, summary, button:not([data-label])")) return;
+      // Links, <summary> and the page's buttons (Skip, Log out) keep their own Enter.
+      if (target.closest("a, summary, button") && !inWidget(target)) return;
       event.preventDefault();
       if (!event.repeat) finish("submit");
     } else if (key === "s") {
       event.preventDefault();
       if (!event.repeat) finish("skip");
-    } else if (hotkeys.has(key) && state.current) {
-      event.preventDefault();
-      select(hotkeys.get(key));
     }
   });
 
   root.addEventListener("click", (event) => {
     const target = event.target instanceof Element ? event.target : null;
-    const choice = target && target.closest("[data-label]");
-    if (choice) {
-      if (state.current) select(choice);
+    if (!target) return;
+    const action = target.closest("[data-action]");
+    if (action) {
+      finish(action.dataset.action);
       return;
     }
-    const action = target && target.closest("[data-action]");
-    if (action) finish(action.dataset.action);
+    if (state.current && state.controller && state.controller.click(event)) {
+      event.preventDefault();
+    }
   });
 
+  if (state.current) mount(state.current);
   root.dataset.ready = "true"; // keys are listened to from here on (tests wait for this)
 })();
