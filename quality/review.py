@@ -17,7 +17,6 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Exists, OuterRef, Q, QuerySet
-from django.db.models.fields.json import KT
 from django.http import Http404
 from django.utils import timezone
 
@@ -165,12 +164,15 @@ def item_review_get(*, project: Project, item_id: int) -> ItemReview:
     votes = list(
         Annotation.objects.filter(item_id=item.pk, superseded_at__isnull=True)
         .order_by("id")
-        .annotate(answer=KT(f"value__{task_type_get(project.task_type).category_key or 'label'}"))
-        .values_list("author_id", "answer")
+        .values_list("author_id", "value")
     )
+    task_type = task_type_get(project.task_type)
+    key = task_type.category_key
     latest: dict[int, str] = {}
-    for author_id, answer in votes:  # id order: first answers fix the order, later ones win
-        latest[author_id] = answer or ""
+    for author_id, value in votes:  # id order: first answers fix the order, later ones win
+        # A category as it is, or a structured answer's short summary (spans, boxes, text).
+        answer = value.get(key) if key and isinstance(value, dict) else task_type.summary(value)
+        latest[author_id] = "" if answer is None else str(answer)
     worker_rows = {
         row["worker_id"]: row
         for row in WorkerScore.objects.filter(

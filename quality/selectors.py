@@ -61,6 +61,19 @@ AGREEMENT_NAMES = {
     "alpha_ordinal": "Krippendorff's alpha (ordinal)",
     "alpha_interval": "Krippendorff's alpha (interval)",
 }
+# The task types' own measures (annotation.task_types), as the dashboard names them.
+TYPE_MEASURE_NAMES = {
+    "fleiss_kappa": "Fleiss' kappa",
+    "mean_jaccard": "Mean Jaccard between annotators",
+    "span_f1_exact": "Span F1, exact match",
+    "span_f1_overlap": "Span F1, overlap",
+    "relation_f1": "Relation F1",
+    "mean_iou": "Mean IoU of matched boxes",
+    "box_f1_50": "Box F1 at IoU ≥ 0.5",
+    "exact_match": "Exact match rate (normalised)",
+    "char_similarity": "Mean character similarity",
+    **AGREEMENT_NAMES,
+}
 
 
 @dataclass(frozen=True)
@@ -133,11 +146,22 @@ class QualitySummary:
                 rows.append(
                     Estimate(key, name, entry.get("value"), entry.get("low"), entry.get("high"))
                 )
+        # Structured task types report their own measures (no bootstrap interval).
+        for key, value in (self.details.get("type_agreement") or {}).items():
+            if not isinstance(value, dict):
+                name = TYPE_MEASURE_NAMES.get(key, key.replace("_", " ").capitalize())
+                rows.append(Estimate(key, name, value, None, None))
         return rows
 
     @property
     def per_label_agreement(self) -> list[dict[str, Any]]:
-        return list((self.details.get("agreement") or {}).get("per_label") or [])
+        rows = list((self.details.get("agreement") or {}).get("per_label") or [])
+        typed = (self.details.get("type_agreement") or {}).get("per_label_alpha") or {}
+        rows += [
+            {"label": label, "kappa": None, "alpha": alpha, "n": ""}
+            for label, alpha in typed.items()
+        ]
+        return rows
 
     @property
     def label_balance(self) -> list[LabelCount]:

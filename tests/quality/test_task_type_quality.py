@@ -11,6 +11,7 @@ import json
 import pytest
 import spacy
 from django.core.files.storage import default_storage
+from django.urls import reverse
 from django.utils import timezone
 
 from annotation.models import Annotation
@@ -147,3 +148,23 @@ def test_a_pairwise_release_has_preference_pairs(media_root):
     assert [json.loads(line) for line in lines] == [
         {"chosen": "Paris", "item_id": item.pk, "prompt": "Capital of France?", "rejected": "Lyon"}
     ]
+
+
+def test_dashboard_and_review_page_of_a_structured_type(client):
+    owner = UserFactory()
+    project = ProjectFactory(
+        created_by=owner, task_type="free_text", labels=[], task_options={}, overlap=3
+    )
+    item = _item(project, {"text": "Transcribe: the receipt total"})
+    for text in ("Total 12.50", "total 12.50", "Total 12.80"):
+        _answer(item, UserFactory(), {"text": text})
+    quality_recompute(project=project)
+    client.force_login(owner)
+
+    dashboard = client.get(reverse("quality:dashboard", args=[project.pk]))
+    review = client.get(reverse("quality:review-item", args=[project.pk, item.pk]))
+
+    assert dashboard.status_code == 200
+    assert "Exact match rate (normalised)" in dashboard.content.decode()
+    assert review.status_code == 200
+    assert "total 12.50" in review.content.decode().casefold()  # answers shown as summaries
