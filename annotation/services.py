@@ -85,7 +85,7 @@ def _project_validate(project: Project) -> None:
         errors["reservation_timeout_seconds"] = ["At least 30 seconds."]
     if errors:
         raise ValidationError(errors)
-    project.full_clean(exclude=["created_by"])
+    project.full_clean(exclude=["created_by", "labels"])  # labels_clean checked them above
 
 
 @transaction.atomic

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from django_htmx.http import HttpResponseStopPolling, trigger_client_event
 
 from annotation.access import MANAGERS, OWNERS, project_access
-from annotation.forms import ImportForm, ProjectForm
+from annotation.forms import ImportForm, ProjectForm, option_summary
 from annotation.imports import import_job_create
 from annotation.models import ImportJob, Project, ProjectMember
 from annotation.selectors import (
@@ -24,10 +24,12 @@ from annotation.selectors import (
     project_progress,
 )
 from annotation.services import project_create, project_update
+from annotation.task_types import task_types
 from core.http import HtmxHttpRequest
 
 Role = ProjectMember.Role
 RECENT_IMPORTS = 10
+TYPE_CONFIG_PARTIAL = "annotation/_project_form_fields.html#type-config"
 
 
 def _detail_context(
@@ -38,6 +40,8 @@ def _detail_context(
         "project": project,
         "role": role,
         "active": "overview",
+        "task_type": task_types().get(project.task_type),
+        "task_options": option_summary(project.task_type, project.task_options or {}),
         "progress": project_progress(project=project),
         "is_owner": is_owner,
         "import_form": import_form or (ImportForm() if is_owner else None),
@@ -64,9 +68,21 @@ def project_list(request: HtmxHttpRequest) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def project_create_view(request: HtmxHttpRequest) -> HttpResponse:
-    """Create a project; the creator becomes its owner."""
-    form = ProjectForm(request.POST if request.method == "POST" else None)
-    if request.method == "POST" and form.is_valid():
+    """Create a project; the creator becomes its owner.
+
+    htmx GETs with `task_type` get only that type's part of the form (labels and options).
+    A POST with `refresh` (the no-JavaScript "show options" button) shows the form again,
+    unsaved and without errors, for the picked type.
+    """
+    if request.method == "GET" and request.htmx:
+        return render(
+            request, TYPE_CONFIG_PARTIAL, {"form": ProjectForm(initial=request.GET.dict())}
+        )
+    if request.method == "GET" or "refresh" in request.POST:
+        form = ProjectForm(initial=request.POST.dict() if request.method == "POST" else None)
+        return render(request, "annotation/project_form.html", {"form": form})
+    form = ProjectForm(request.POST)
+    if form.is_valid():
         try:
             project = project_create(user=request.user, **form.cleaned_data)
         except ValidationError as exc:
@@ -74,8 +90,7 @@ def project_create_view(request: HtmxHttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Project “{project.name}” created.")
             return redirect("annotation:project-detail", pk=project.pk)
-    status = 422 if form.errors else 200
-    return render(request, "annotation/project_form.html", {"form": form}, status=status)
+    return render(request, "annotation/project_form.html", {"form": form}, status=422)
 
 
 @login_required
@@ -92,10 +107,11 @@ def project_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def project_settings(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    """The owner edits the project's name, instructions, labels and crowd settings."""
+    """The owner edits the project's name, instructions, labels, task options (the task type
+    is fixed) and crowd settings."""
     project, role = project_access(user=request.user, project_id=pk, roles=OWNERS)
     data = request.POST if request.method == "POST" else None
-    form = ProjectForm(data, initial=ProjectForm.initial_for(project))
+    form = ProjectForm(data, project=project)
     if request.method == "POST" and form.is_valid():
         try:
             project_update(project=project, **form.cleaned_data)

@@ -8,14 +8,33 @@ from annotation.models import ImportJob, Item, Project, ProjectMember
 
 
 class LabelSerializer(serializers.Serializer):
+    """One label: its value, the key that picks it and its colour."""
+
     value = serializers.CharField(max_length=200)
-    hotkey = serializers.CharField(max_length=1, required=False, allow_blank=True)
+    hotkey = serializers.CharField(
+        max_length=1,
+        required=False,
+        allow_blank=True,
+        help_text="One key: 1-9 or a letter other than s (skip). Default: its position (1-9).",
+    )
+    colour = serializers.CharField(
+        max_length=7,
+        required=False,
+        allow_blank=True,
+        help_text="#rrggbb. Default: a colour-blind-safe colour by position.",
+    )
 
 
 class ProjectOutputSerializer(serializers.ModelSerializer):
     """A project as its members see it, with the caller's role (annotated by the view)."""
 
     labels = LabelSerializer(many=True)
+    task_options = serializers.DictField(
+        help_text="The task type's options (scale, whether no answer is allowed...)."
+    )
+    schema_version = serializers.IntegerField(
+        read_only=True, help_text="The label schema version answers are made under now."
+    )
     role = serializers.ChoiceField(
         choices=ProjectMember.Role.choices,
         allow_null=True,
@@ -30,7 +49,9 @@ class ProjectOutputSerializer(serializers.ModelSerializer):
             "name",
             "instructions",
             "task_type",
+            "task_options",
             "labels",
+            "schema_version",
             "overlap",
             "gold_ratio",
             "reservation_timeout_seconds",

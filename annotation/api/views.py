@@ -26,7 +26,7 @@ from annotation.selectors import (
     project_list_with_role,
 )
 from annotation.services import project_create, project_update
-from annotation.task_types import task_type_choices
+from annotation.task_types import task_type_choices, task_types
 
 
 class ProjectInputSerializer(serializers.Serializer):
@@ -34,8 +34,23 @@ class ProjectInputSerializer(serializers.Serializer):
 
     name = serializers.CharField(max_length=200)
     instructions = serializers.CharField(allow_blank=True, required=False, max_length=50_000)
-    task_type = serializers.ChoiceField(choices=task_type_choices(), required=False)
-    labels = LabelSerializer(many=True)
+    task_type = serializers.ChoiceField(
+        choices=task_type_choices(),
+        required=False,
+        help_text="What workers answer; fixed once the project exists. Default: single_label.",
+    )
+    labels = LabelSerializer(
+        many=True,
+        required=False,
+        help_text="Required by the types that need labels ("
+        + ", ".join(key for key, kind in task_types().items() if kind.needs_labels)
+        + "); optional for the others.",
+    )
+    task_options = serializers.DictField(
+        required=False,
+        help_text='The task type\'s options, e.g. rating {"scale_min": 1, "scale_max": 5}; '
+        "errors come back keyed options.<name>. Default: the type's defaults.",
+    )
     overlap = serializers.IntegerField(required=False)
     gold_ratio = serializers.FloatField(required=False)
     reservation_timeout_seconds = serializers.IntegerField(required=False)
@@ -47,7 +62,11 @@ class ProjectInputSerializer(serializers.Serializer):
     )
 
     def validate_labels(self, labels: list[dict[str, str]]) -> list[dict[str, str]]:
-        return [dict(label) for label in labels]  # the service validates values and hotkeys
+        # The service validates values, hotkeys and colours.
+        return [dict(label) for label in labels]
+
+    def validate_task_options(self, options: dict) -> dict:
+        return dict(options)  # the task type validates its options
 
     def validate_sensitive_fields(self, names: list[str]) -> list[str]:
         return list(dict.fromkeys(names))

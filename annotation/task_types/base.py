@@ -39,6 +39,21 @@ DEFAULT_COLOURS = (
 
 
 @dataclass(frozen=True)
+class OptionSpec:
+    """One task-type option as a form field: `kind` is int, float, bool, list (of str), str
+    or "choice" (then `choices` lists (value, label) pairs)."""
+
+    name: str
+    kind: type | str
+    default: Any
+    label: str
+    help: str = ""
+    choices: tuple[tuple[str, str], ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+
+
+@dataclass(frozen=True)
 class TaskConfig:
     """A project's labeling configuration as the type sees it (no Django model)."""
 
@@ -113,6 +128,8 @@ class TaskType:
     # The widget template included by the labeling page: "annotation/widgets/<key>.html".
     widget: ClassVar[str] = ""
     export_forms: ClassVar[tuple[ExportForm, ...]] = ()
+    # The options the project form offers for this type (options_clean is the authority).
+    option_fields: ClassVar[tuple[OptionSpec, ...]] = ()
 
     # --- configuration and items -------------------------------------------------------------
 

@@ -34,7 +34,15 @@ from django.core.exceptions import ValidationError
 from scipy.optimize import linear_sum_assignment
 
 from annotation.task_types._common import weighted_plurality
-from annotation.task_types.base import Consensus, ExportForm, ExportRow, TaskConfig, TaskType, Vote
+from annotation.task_types.base import (
+    Consensus,
+    ExportForm,
+    ExportRow,
+    OptionSpec,
+    TaskConfig,
+    TaskType,
+    Vote,
+)
 
 MAX_BOXES = 500
 MATCH_IOU = 0.5  # IoU a consensus cluster and a box must reach to be matched; also box_f1_50's
@@ -208,6 +216,12 @@ class Boxes(TaskType):
     categorical = False
     needs_labels = True
     widget = "annotation/widgets/boxes.html"
+    option_fields = (
+        OptionSpec("allow_none", bool, True, "Allow no box", "An image with no box is an answer."),
+        OptionSpec(
+            "min_size", float, 1, "Smallest box side (pixels)", "Greater than 0.", minimum=0
+        ),
+    )
     export_forms = (
         CocoExport(
             key="coco",

@@ -33,7 +33,7 @@ from annotation.task_types._common import (
     vote_weight,
     weighted_plurality,
 )
-from annotation.task_types.base import Consensus, TaskConfig, TaskType, Vote
+from annotation.task_types.base import Consensus, OptionSpec, TaskConfig, TaskType, Vote
 
 DEFAULTS = {"max_length": 1000, "allow_empty": False, "case_sensitive": False}
 LENGTH_MAX = 10_000
@@ -97,6 +97,19 @@ class FreeText(TaskType):
     media = ("text", "image")
     needs_labels = False
     widget = "annotation/widgets/free_text.html"
+    option_fields = (
+        OptionSpec(
+            "max_length", int, 1000, "Longest answer (characters)", "1 to 10000.", minimum=1
+        ),
+        OptionSpec("allow_empty", bool, False, "Allow an empty answer"),
+        OptionSpec(
+            "case_sensitive",
+            bool,
+            False,
+            "Case matters for agreement",
+            "Otherwise answers are compared ignoring case.",
+        ),
+    )
 
     def options_clean(self, options: Any, *, labels: Sequence[Mapping[str, str]]) -> dict:
         options = options_with_defaults(options, defaults=DEFAULTS)

@@ -23,7 +23,7 @@ from annotation.task_types._common import (
     votes_indexed,
 )
 from annotation.task_types._reliability import krippendorff_alpha
-from annotation.task_types.base import Consensus, TaskConfig, TaskType, Vote
+from annotation.task_types.base import Consensus, OptionSpec, TaskConfig, TaskType, Vote
 
 DEFAULTS = {"allow_none": False}
 
@@ -41,6 +41,11 @@ class MultiLabel(TaskType):
     media = ("text", "image")
     categorical = True
     widget = "annotation/widgets/multi_label.html"
+    option_fields = (
+        OptionSpec(
+            "allow_none", bool, False, "Allow no label", "A worker may pick none of the labels."
+        ),
+    )
 
     def options_clean(self, options: Any, *, labels: Sequence[Mapping[str, str]]) -> dict:
         options = options_with_defaults(options, defaults=DEFAULTS)

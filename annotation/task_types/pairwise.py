@@ -30,6 +30,7 @@ from annotation.task_types.base import (
     Consensus,
     ExportForm,
     ExportRow,
+    OptionSpec,
     TaskConfig,
     TaskType,
     Vote,
@@ -98,6 +99,16 @@ class Pairwise(TaskType):
     category_key = "choice"
     needs_labels = False
     widget = "annotation/widgets/pairwise.html"
+    option_fields = (
+        OptionSpec(
+            "mode",
+            "choice",
+            "preference",
+            "Question",
+            choices=(("preference", "Which is better: A or B?"), ("duplicate", "Duplicates?")),
+        ),
+        OptionSpec("allow_tie", bool, True, "Allow a tie", "Preference mode only."),
+    )
     export_forms = (PREFERENCE,)
 
     def export_forms_for(self, config: TaskConfig) -> tuple[ExportForm, ...]:

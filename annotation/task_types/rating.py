@@ -24,7 +24,7 @@ from annotation.task_types._common import (
     votes_indexed,
 )
 from annotation.task_types._reliability import krippendorff_alpha
-from annotation.task_types.base import Consensus, TaskConfig, TaskType, Vote
+from annotation.task_types.base import Consensus, OptionSpec, TaskConfig, TaskType, Vote
 
 DEFAULTS = {"scale_min": 1, "scale_max": 5}
 POINTS = (2, 10)  # fewest and most points on a scale
@@ -50,6 +50,10 @@ class Rating(TaskType):
     category_key = "rating"
     needs_labels = False
     widget = "annotation/widgets/rating.html"
+    option_fields = (
+        OptionSpec("scale_min", int, 1, "Lowest rating"),
+        OptionSpec("scale_max", int, 5, "Highest rating", "2 to 10 points in all."),
+    )
 
     def options_clean(self, options: Any, *, labels: Sequence[Mapping[str, str]]) -> dict:
         options = options_with_defaults(options, defaults=DEFAULTS)

@@ -40,7 +40,15 @@ from typing import IO, Any
 from django.core.exceptions import ValidationError
 
 from annotation.task_types._common import TEXT_MAX
-from annotation.task_types.base import Consensus, ExportForm, ExportRow, TaskConfig, TaskType, Vote
+from annotation.task_types.base import (
+    Consensus,
+    ExportForm,
+    ExportRow,
+    OptionSpec,
+    TaskConfig,
+    TaskType,
+    Vote,
+)
 
 SpanKey = tuple[int, int, str]  # (start, end, label)
 RelationKey = tuple[SpanKey, SpanKey, str]  # (from span, to span, label)
@@ -357,6 +365,18 @@ class Spans(TaskType):
     needs_labels = True
     text_offsets = True
     widget = "annotation/widgets/spans.html"
+    option_fields = (
+        OptionSpec(
+            "relation_labels",
+            list,
+            [],
+            "Relation labels",
+            "Labels of links between spans, separated by commas. Empty: no relations.",
+        ),
+        OptionSpec("allow_overlap", bool, True, "Spans may overlap"),
+        OptionSpec("allow_none", bool, True, "Allow no span", "An item with no span is an answer."),
+        OptionSpec("field", str, "text", "Text field", "The item data field holding the text."),
+    )
     export_forms = (
         SpacyJsonl(
             key="spacy",

@@ -35,7 +35,10 @@ def test_project_create_makes_the_caller_owner(outsider, client_for):
     body = response.json()
     project = Project.objects.get(pk=body["id"])
     assert body["role"] == "owner"
-    assert body["labels"] == NEW_PROJECT["labels"]
+    assert body["labels"] == [
+        {**label, "colour": colour}
+        for label, colour in zip(NEW_PROJECT["labels"], ["#0072b2", "#d55e00"], strict=True)
+    ]
     assert (body["overlap"], body["gold_ratio"], body["reservation_timeout_seconds"]) == (
         5,
         0.2,
