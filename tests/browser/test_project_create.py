@@ -8,12 +8,10 @@ from playwright.sync_api import expect
 from annotation.models import Project
 from annotation.task_types import task_type_choices
 from tests.annotation.factories import UserFactory
-from tests.annotation.test_task_type_create import labels_may_be_empty  # noqa: F401
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
-@pytest.mark.usefixtures("labels_may_be_empty")  # xfails while services refuse labels=[]
 def test_owner_picks_rating_with_the_keyboard_and_sets_the_scale(
     page, live_server, log_in, artifacts_dir
 ):
