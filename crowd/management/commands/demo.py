@@ -1,7 +1,9 @@
-"""Create the demo project: an owner, two workers and real public-domain sentences."""
+"""Create the demo projects: an owner, two workers and real public-domain sentences, labelled
+for tone (single label) and for people and places (entity spans)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +34,32 @@ LABELS = [
     {"value": "negative", "hotkey": "2"},
     {"value": "neutral", "hotkey": "3"},
 ]
+SPANS_NAME = "People and places in famous first lines"
+SPANS_INSTRUCTIONS = """\
+Mark every **person** (a named character or real person) and every **place** (a named town,
+country, street or building) in the passage.
+
+Select the words with the mouse, or move with the arrow keys and extend with `Shift`+arrows,
+then press `p` (person) or `l` (place). Click a marked span to remove it. `Enter` submits,
+also when there is nothing to mark.
+"""
+SPANS_LABELS = [
+    {"value": "PERSON", "hotkey": "p", "colour": "#0072b2"},
+    {"value": "PLACE", "hotkey": "l", "colour": "#d55e00"},
+]
 USERS = [("owner", "owner-demo-pass"), ("alice", "alice-demo-pass"), ("bob", "bob-demo-pass")]
 
 
+def _without_gold(jsonl: bytes) -> bytes:
+    """The sample without its tone gold answers (they are no answers to a spans question)."""
+    rows = (json.loads(line) for line in jsonl.splitlines() if line.strip())
+    return b"".join(
+        json.dumps({k: v for k, v in row.items() if k != "gold"}).encode() + b"\n" for row in rows
+    )
+
+
 class Command(BaseCommand):
-    help = "Create the demo project with an owner and two workers (idempotent)."
+    help = "Create the demo projects with an owner and two workers (idempotent)."
 
     def handle(self, *args: Any, **options: Any) -> None:
         users = {}
@@ -46,27 +69,48 @@ class Command(BaseCommand):
                 user.set_password(password)
                 user.save(update_fields=["password"])
             users[username] = user
-        project = Project.objects.filter(name=PROJECT_NAME).first()
-        if project is None:
-            with transaction.atomic():
-                project = project_create(
-                    user=users["owner"],
-                    name=PROJECT_NAME,
-                    instructions=INSTRUCTIONS,
-                    task_type="single_label",
-                    labels=LABELS,
-                    overlap=2,
-                    gold_ratio=0.1,
-                )
-                for worker in ("alice", "bob"):
-                    project_member_add(project=project, username=worker, role="annotator")
-                upload = SimpleUploadedFile(SAMPLE.name, SAMPLE.read_bytes())
-                job = import_job_create(project=project, user=users["owner"], uploaded_file=upload)
-            job.refresh_from_db()
-            if job.status != ImportJob.Status.SUCCEEDED:
-                self.stderr.write(f"Import of the demo sample failed: {job.errors}")
-        self.stdout.write(self.style.SUCCESS(f"Demo project ready: {project.name}"))
+        projects = [
+            self._project(
+                users,
+                name=PROJECT_NAME,
+                instructions=INSTRUCTIONS,
+                task_type="single_label",
+                labels=LABELS,
+                overlap=2,
+                gold_ratio=0.1,
+            ),
+            self._project(
+                users,
+                name=SPANS_NAME,
+                instructions=SPANS_INSTRUCTIONS,
+                task_type="spans",
+                labels=SPANS_LABELS,
+                overlap=2,
+                gold_ratio=0.0,
+                sample=_without_gold(SAMPLE.read_bytes()),
+            ),
+        ]
+        for project in projects:
+            self.stdout.write(self.style.SUCCESS(f"Demo project ready: {project.name}"))
         self.stdout.write("Log in at http://127.0.0.1:8000/ as:")
         for username, password in USERS:
             role = "project owner" if username == "owner" else "worker"
             self.stdout.write(f"  {username:6} / {password:16} ({role})")
+
+    def _project(
+        self, users: dict[str, Any], *, name: str, sample: bytes | None = None, **fields: Any
+    ) -> Project:
+        """The demo project called `name`, created with the sample sentences when missing."""
+        project = Project.objects.filter(name=name).first()
+        if project is not None:
+            return project
+        with transaction.atomic():
+            project = project_create(user=users["owner"], name=name, **fields)
+            for worker in ("alice", "bob"):
+                project_member_add(project=project, username=worker, role="annotator")
+            upload = SimpleUploadedFile(SAMPLE.name, sample or SAMPLE.read_bytes())
+            job = import_job_create(project=project, user=users["owner"], uploaded_file=upload)
+        job.refresh_from_db()
+        if job.status != ImportJob.Status.SUCCEEDED:
+            self.stderr.write(f"Import of the demo sample into {name!r} failed: {job.errors}")
+        return project
