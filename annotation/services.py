@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import defaultdict
 from collections.abc import Collection, Mapping
@@ -9,7 +10,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
 
@@ -117,12 +118,11 @@ def project_update(*, project: Project, **fields: Any) -> Project:
     if "task_type" in fields and fields["task_type"] != project.task_type:
         raise ValidationError({"task_type": ["The task type cannot change after creation."]})
     if "labels" in fields and project.annotations.exists():
-        old = set(project.label_values)
-        new = {label["value"] for label in labels_clean(fields["labels"])}
-        if not old <= new:
-            raise ValidationError(
-                {"labels": ["Labels in use cannot be removed or renamed once labeling started."]}
-            )
+        # Adds and hotkey/colour edits become a new label schema version; renames and removals
+        # are refused (they need the Labels page's mapping). Body import: schema imports us.
+        from annotation.schema import schema_change_from_settings
+
+        fields["labels"] = schema_change_from_settings(project=project, labels=fields["labels"])
     for name, value in fields.items():
         setattr(project, name, value)
     _project_validate(project)
@@ -177,6 +177,26 @@ def annotation_announce(*, annotation: Annotation) -> None:
     )
 
 
+def _schema_current(project: Project) -> Project:
+    """The project with its label set as it is now, read under a key-share lock on PostgreSQL:
+    a label schema change in progress (annotation.schema holds the row FOR UPDATE) is waited
+    for, so an answer is never checked against labels a committed change has retired."""
+    if connection.vendor != "postgresql" or not transaction.get_connection().in_atomic_block:
+        return project
+    table = Project._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f'SELECT "schema_version", "labels", "task_options" FROM "{table}" '  # noqa: S608
+            'WHERE "id" = %s FOR KEY SHARE',
+            [project.pk],
+        )
+        row = cursor.fetchone()
+    if row is not None and row[0] != project.schema_version:
+        labels, options = (json.loads(x) if isinstance(x, str) else x for x in row[1:])
+        project.schema_version, project.labels, project.task_options = row[0], labels, options
+    return project
+
+
 def annotation_create(
     *, item: Item, author: AbstractBaseUser, value: Any, duration_ms: int, client_key: str = ""
 ) -> Annotation:
@@ -184,7 +204,7 @@ def annotation_create(
 
     `client_key` is the keyed hash of the submitting client (crowd.services.client_key_compute).
     """
-    project = item.project
+    project = _schema_current(item.project)
     cleaned = annotation_input_clean(
         project=project, value=value, duration_ms=duration_ms, item=item
     )

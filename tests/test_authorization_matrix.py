@@ -166,6 +166,11 @@ releases:release-detail           get    login 404   404   403   403   403   2xx
 releases:release-download         get    login 404   404   403   403   403   409   409   409
 releases:release-list             get    login 404   404   403   403   403   2xx   2xx   2xx
 releases:release-retry            get    login 405   405   405   405   405   405   405   405
+api:schema-plan                   post   401   404   404   403   403   403   403   400   400
+api:schema-version-list           get    401   404   404   403   403   403   2xx   2xx   2xx
+schema:schema-apply               post   login 404   404   403   403   403   403   422   422
+schema:schema-page                get    login 404   404   403   403   403   2xx   2xx   2xx
+schema:schema-preview             post   login 404   404   403   403   403   403   422   422
 """
 # fmt: on
 

@@ -125,6 +125,9 @@ class TaskType:
     # True when answers point into the item's text by character offsets (spans): whatever the
     # worker is shown (crowd.privacy masking) must keep every character where it was.
     text_offsets: ClassVar[bool] = False
+    # True when checking an answer needs the item's data (offsets inside the text, boxes inside
+    # the image): the submit path then reads the item before validating.
+    checks_item: ClassVar[bool] = False
     # The widget template included by the labeling page: "annotation/widgets/<key>.html".
     widget: ClassVar[str] = ""
     export_forms: ClassVar[tuple[ExportForm, ...]] = ()

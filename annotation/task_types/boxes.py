@@ -214,6 +214,7 @@ class Boxes(TaskType):
     description = "Draw labelled boxes around the objects in an image."
     media = ("image",)
     categorical = False
+    checks_item = True
     needs_labels = True
     widget = "annotation/widgets/boxes.html"
     option_fields = (

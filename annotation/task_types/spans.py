@@ -364,6 +364,7 @@ class Spans(TaskType):
     categorical = False
     needs_labels = True
     text_offsets = True
+    checks_item = True
     widget = "annotation/widgets/spans.html"
     option_fields = (
         OptionSpec(

@@ -37,6 +37,7 @@ from annotation.services import (
     annotation_create,
     annotation_input_clean,
 )
+from annotation.task_types import task_type_get
 from core.exceptions import ApplicationError, ConflictError, NotAllowedError
 from crowd.exceptions import WorkerBlockedError
 from crowd.models import (
@@ -386,8 +387,10 @@ def assignment_submit(
     otherwise it is refused (409, or 403 for a blocked worker). `client_key` comes from
     client_key_compute.
     """
+    project = assignment.project
+    checked_item = assignment.item if task_type_get(project.task_type).checks_item else None
     cleaned = annotation_input_clean(
-        project=assignment.project, value=value, duration_ms=duration_ms
+        project=project, value=value, duration_ms=duration_ms, item=checked_item
     )
     if connection.vendor == "postgresql":
         stored = _submit_reserved_postgres(
@@ -396,6 +399,7 @@ def assignment_submit(
             value=cleaned,
             duration_ms=duration_ms,
             client_key=client_key,
+            schema_version=project.schema_version,
         )
         if stored is not None:
             return stored
@@ -438,23 +442,32 @@ def _submit_reserved_postgres(
     value: dict,
     duration_ms: int,
     client_key: str,
+    schema_version: int,
 ) -> Annotation | None:
     """The common case (a live reservation) in one statement: lock it, store the annotation,
-    count it on the item and close the claim. None when the claim is not reserved any more;
-    the caller then takes the general path (idempotent repeat, expired, skipped).
+    count it on the item and close the claim. None when the claim is not reserved any more,
+    or when the project's label schema changed since the answer was checked (the project row
+    is read under a key-share lock, which waits for a schema change in progress); the caller
+    then takes the general path (idempotent repeat, expired, skipped, checked again).
     """
     now = timezone.now()
     sql = """
-        WITH held AS (
+        WITH schema AS (
+            SELECT "id" FROM "annotation_project"
+            WHERE "id" = %s AND "schema_version" = %s
+            FOR KEY SHARE
+        ),
+        held AS (
             SELECT "id", "item_id", "project_id" FROM "crowd_assignment"
             WHERE "id" = %s AND "worker_id" = %s AND "status" = %s
+              AND "project_id" IN (SELECT "id" FROM schema)
             FOR UPDATE
         ),
         stored AS (
             INSERT INTO "annotation_annotation"
                 ("project_id", "item_id", "author_id", "value", "duration_ms", "client_key",
-                 "created_at")
-            SELECT held."project_id", held."item_id", %s, %s::jsonb, %s, %s, %s FROM held
+                 "created_at", "schema_version")
+            SELECT held."project_id", held."item_id", %s, %s::jsonb, %s, %s, %s, %s FROM held
             RETURNING "id", "item_id", "project_id"
         ),
         counted AS (
@@ -469,6 +482,8 @@ def _submit_reserved_postgres(
         SELECT "id", "item_id", "project_id" FROM stored
     """
     params = (
+        assignment.project_id,
+        schema_version,
         assignment.pk,
         worker.pk,
         Assignment.Status.RESERVED,
@@ -477,6 +492,7 @@ def _submit_reserved_postgres(
         duration_ms,
         client_key,
         now,
+        schema_version,
         Assignment.Status.SUBMITTED,
         now,
         assignment.pk,
@@ -493,6 +509,7 @@ def _submit_reserved_postgres(
         duration_ms=duration_ms,
         client_key=client_key,
         created_at=now,
+        schema_version=schema_version,
     )
     annotation_announce(annotation=annotation)
     return annotation

@@ -230,7 +230,7 @@ def test_client_key_is_stored_on_the_common_and_the_late_submit_paths(project, w
         assignment=unknown, worker=worker, value={"label": "negative"}, duration_ms=5
     )
 
-    one_statement = any("WITH held AS" in query["sql"] for query in queries.captured_queries)
+    one_statement = any("WITH schema AS" in query["sql"] for query in queries.captured_queries)
     assert one_statement == (connection.vendor == "postgresql")
     keys = dict(Annotation.objects.values_list("pk", "client_key"))
     assert keys == {first.pk: key, second.pk: key, third.pk: ""}

@@ -168,3 +168,26 @@ def test_dashboard_and_review_page_of_a_structured_type(client):
     assert "Exact match rate (normalised)" in dashboard.content.decode()
     assert review.status_code == 200
     assert "total 12.50" in review.content.decode().casefold()  # answers shown as summaries
+
+
+def test_a_label_schema_change_schedules_a_recompute(
+    monkeypatch, django_capture_on_commit_callbacks
+):
+    import quality.services as services
+    from annotation.schema import schema_change_apply, schema_change_plan
+
+    owner = UserFactory()
+    project = ProjectFactory(created_by=owner)
+    item = _item(project, {"text": "Fine, I guess."})
+    _answer(item, UserFactory(), {"label": "negative"})
+    scheduled = []
+    monkeypatch.setattr(
+        services, "quality_recompute_schedule", lambda project_id: scheduled.append(project_id)
+    )
+    operations = [{"op": "rename", "label": "negative", "to": "critical"}]
+    token = schema_change_plan(project=project, operations=operations).token
+
+    with django_capture_on_commit_callbacks(execute=True):
+        schema_change_apply(project=project, operations=operations, token=token, user=owner)
+
+    assert scheduled == [project.pk]
