@@ -331,7 +331,9 @@ class ProjectForm(forms.Form):
 class ImportForm(forms.Form):
     file = forms.FileField(
         label="File to import",
-        help_text="CSV with a header row including a text column (optional gold column), or "
-        'JSONL with one object per line: {"text": ..., "gold": ...}. UTF-8.',
-        widget=forms.FileInput(attrs={"accept": ".csv,.jsonl,.ndjson"}),
+        help_text="CSV with a header row naming the task type's fields (text; image; a and b) and "
+        'an optional gold column, or JSONL with one object per line: {"text": ..., "gold": '
+        "...}. UTF-8. For image projects: a .zip of images, with an optional metadata.csv or "
+        "metadata.jsonl naming each image in an image column.",
+        widget=forms.FileInput(attrs={"accept": ".csv,.jsonl,.ndjson,.zip"}),
     )

@@ -198,6 +198,7 @@ class ImportJob(models.Model):
     class Format(models.TextChoices):
         CSV = "csv", "CSV"
         JSONL = "jsonl", "JSONL"
+        ZIP = "zip", "Image zip"
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="imports")
     created_by = models.ForeignKey(

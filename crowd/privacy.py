@@ -26,6 +26,14 @@ same output. Each kind of personal data becomes one fixed placeholder:
 
 Detectors run in that order (URLs first, so a URL's parts are not half-masked by later rules).
 
+Keeping offsets: for task types whose answers point into the text by character offsets
+(TaskType.text_offsets: spans), masking must not move any character. With `keep_offsets`, each
+masked piece keeps its length (in characters, i.e. code points): the placeholder followed by "•"
+up to the original length ("jane@example.org" -> "[EMAIL]•••••••••"), or only "•" when the
+placeholder is longer than the piece ("::1" -> "•••"). Everything outside the masked pieces
+stays exactly where it was, so a span's start and end mean the same on the masked and the
+original text.
+
 Which fields: every string anywhere in an item's data (nested lists and objects included) goes
 through the full detector for external workers, whether or not the project marks its field as
 sensitive (defence in depth: personal data turns up in fields nobody thought of). Numbers are
@@ -36,7 +44,9 @@ identifier ([NUMBER]). Those rules would mangle ordinary prose ("New York"), so 
 where the owner asked for them.
 
 Who: crowd.selectors.masking_for_worker (one query) gives a Masking for a member of an external
-pool of the project and None (the originals) for everyone else. This module imports no Django.
+pool of the project and None (the originals) for everyone else; its `keep_offsets` is the
+project's task type's `text_offsets`. Callers mask through `Masking.apply` (or `items_mask`), so
+the choice travels with the masking. This module imports no Django.
 
 Deliberate limits: names without one of the cues above, obfuscated addresses ("jane at example
 dot com") and personal data inside images are not detected; owners who expect such data should
@@ -59,6 +69,7 @@ IP = "[IP]"
 URL = "[URL]"
 NAME = "[NAME]"
 NUMBER = "[NUMBER]"
+FILL = "•"  # pads a placeholder to the masked piece's length when offsets must be kept
 
 # Latin letters incl. Latin-1 and Latin Extended-A (Ā-ſ mixes cases; both sides take it).
 _UPPER = "A-ZÀ-ÖØ-ÞĀ-ſ"
@@ -131,9 +142,28 @@ _STRICT_NUMBER_RE = re.compile(r"\d(?:[ .-]?\d){5,}")
 
 @dataclass(frozen=True)
 class Masking:
-    """What to mask for one worker on one project: everything, plus the strict fields."""
+    """What to mask for one worker on one project: everything, plus the strict fields.
+
+    `keep_offsets` (the project's type has text_offsets) makes every mask length-preserving.
+    """
 
     sensitive_fields: frozenset[str] = frozenset()
+    keep_offsets: bool = False
+
+    def apply(self, data: Any) -> Any:
+        """A masked copy of an item's data under this masking."""
+        return data_mask(
+            data, sensitive_fields=self.sensitive_fields, keep_offsets=self.keep_offsets
+        )
+
+
+def _cover(placeholder: str, original: str, keep_offsets: bool) -> str:
+    """What replaces `original`: the placeholder, or with `keep_offsets` a same-length stand-in."""
+    if not keep_offsets:
+        return placeholder
+    if len(placeholder) <= len(original):
+        return placeholder + FILL * (len(original) - len(placeholder))
+    return FILL * len(original)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -156,39 +186,44 @@ def url_is_personal(url: str) -> bool:
     return bool(keys & _PERSONAL_PARAMS)
 
 
-def _url_mask(match: re.Match[str]) -> str:
+def _url_mask(match: re.Match[str], keep: bool) -> str:
     url = match.group(0)
     trailing = ""
     while url and url[-1] in _URL_TRAILING:
         url, trailing = url[:-1], url[-1] + trailing
     if url_is_personal(url):
-        return URL + trailing
-    return _ip_mask(_EMAIL_RE.sub(EMAIL, url)) + trailing
+        return _cover(URL, url, keep) + trailing
+    return _ip_mask(_email_mask(url, keep), keep) + trailing
 
 
-def _ipv6_mask(match: re.Match[str]) -> str:
+def _email_mask(text: str, keep: bool) -> str:
+    return _EMAIL_RE.sub(lambda match: _cover(EMAIL, match.group(0), keep), text)
+
+
+def _ipv6_mask(match: re.Match[str], keep: bool) -> str:
     candidate = match.group(0).rstrip(".:") if match.group(0) != "::" else "::"
     rest = match.group(0)[len(candidate) :]
     try:
         ipaddress.IPv6Address(candidate)
     except ValueError:
         return match.group(0)
-    return IP + rest
+    return _cover(IP, candidate, keep) + rest
 
 
-def _ip_mask(text: str) -> str:
-    return _IPV4_RE.sub(IP, _IPV6_CANDIDATE_RE.sub(_ipv6_mask, text))
+def _ip_mask(text: str, keep: bool) -> str:
+    text = _IPV6_CANDIDATE_RE.sub(lambda match: _ipv6_mask(match, keep), text)
+    return _IPV4_RE.sub(lambda match: _cover(IP, match.group(0), keep), text)
 
 
-def _card_mask(match: re.Match[str]) -> str:
+def _card_mask(match: re.Match[str], keep: bool) -> str:
     candidate = match.group(0)
     if luhn_valid(re.sub(r"\D", "", candidate)):
-        return CARD
+        return _cover(CARD, candidate, keep)
     # "4111 1111 1111 1111 12/27": the expiry month was read as a fifth group.
     head, sep, tail = candidate.rpartition(" ") if " " in candidate else candidate.rpartition("-")
     digits = re.sub(r"\D", "", head)
     if sep and len(digits) >= 13 and luhn_valid(digits):
-        return CARD + sep + tail
+        return _cover(CARD, head, keep) + sep + tail
     return candidate
 
 
@@ -207,17 +242,21 @@ def _is_phone(candidate: str, before: str, after: str) -> bool:
     return international or "(" in candidate or bool(separators) or len(digits) >= 10
 
 
-def _phone_mask(text: str) -> str:
+def _phone_mask(text: str, keep: bool) -> str:
     def replace(match: re.Match[str]) -> str:
         before, after = text[max(match.start() - 6, 0) : match.start()], text[match.end() :]
-        return PHONE if _is_phone(match.group(0), before, after[:10]) else match.group(0)
+        if _is_phone(match.group(0), before, after[:10]):
+            return _cover(PHONE, match.group(0), keep)
+        return match.group(0)
 
     return _PHONE_RE.sub(replace, text)
 
 
-def _names_mask(text: str) -> str:
+def _names_mask(text: str, keep: bool) -> str:
     def keep_cue(match: re.Match[str]) -> str:
-        return match.group(1) + NAME
+        # A signature's trailing "." and spaces are part of the match: dropped, unless kept.
+        tail = match.group(0)[match.end(2) - match.start() :] if keep else ""
+        return match.group(1) + _cover(NAME, match.group(2), keep) + tail
 
     text = _HONORIFIC_RE.sub(keep_cue, text)
     text = _SPEAKING_RE.sub(keep_cue, text)
@@ -225,42 +264,53 @@ def _names_mask(text: str) -> str:
     return _SIGNATURE_RE.sub(keep_cue, text)
 
 
-def text_mask(text: str, *, strict: bool = False) -> str:
+def text_mask(text: str, *, strict: bool = False, keep_offsets: bool = False) -> str:
     """`text` with every piece of personal data the detector finds replaced by its placeholder.
 
     `strict` adds the rules for fields the owner marked sensitive (capitalised word runs are
-    names, remaining runs of 6+ digits are identifiers).
+    names, remaining runs of 6+ digits are identifiers). `keep_offsets` makes every replacement
+    as long as what it replaces, so the result has the same length and character positions.
     """
-    text = _URL_RE.sub(_url_mask, text)
-    text = _EMAIL_RE.sub(EMAIL, text)
-    text = _ip_mask(text)
-    text = _CARD_RE.sub(_card_mask, text)
-    text = _phone_mask(text)
-    text = _names_mask(text)
+    keep = keep_offsets
+    text = _URL_RE.sub(lambda match: _url_mask(match, keep), text)
+    text = _email_mask(text, keep)
+    text = _ip_mask(text, keep)
+    text = _CARD_RE.sub(lambda match: _card_mask(match, keep), text)
+    text = _phone_mask(text, keep)
+    text = _names_mask(text, keep)
     if strict:
-        text = _STRICT_NAME_RE.sub(NAME, text)
-        text = _STRICT_NUMBER_RE.sub(NUMBER, text)
+        text = _STRICT_NAME_RE.sub(lambda match: _cover(NAME, match.group(0), keep), text)
+        text = _STRICT_NUMBER_RE.sub(lambda match: _cover(NUMBER, match.group(0), keep), text)
     return text
 
 
-def _value_mask(value: Any, *, strict: bool) -> Any:
+def _value_mask(value: Any, *, strict: bool, keep: bool) -> Any:
     if isinstance(value, str):
-        return text_mask(value, strict=strict)
+        return text_mask(value, strict=strict, keep_offsets=keep)
     if isinstance(value, Mapping):
-        return {key: _value_mask(inner, strict=strict) for key, inner in value.items()}
+        return {key: _value_mask(inner, strict=strict, keep=keep) for key, inner in value.items()}
     if isinstance(value, list | tuple):
-        return [_value_mask(inner, strict=strict) for inner in value]
+        return [_value_mask(inner, strict=strict, keep=keep) for inner in value]
     if isinstance(value, int | float) and not isinstance(value, bool):
-        masked = text_mask(str(value), strict=strict)
+        masked = text_mask(str(value), strict=strict, keep_offsets=keep)
         return value if masked == str(value) else masked
     return value
 
 
-def data_mask(data: Any, *, sensitive_fields: Collection[str] = ()) -> Any:
-    """A masked copy of an item's data; top-level keys in `sensitive_fields` get strict rules."""
+def data_mask(
+    data: Any, *, sensitive_fields: Collection[str] = (), keep_offsets: bool = False
+) -> Any:
+    """A masked copy of an item's data; top-level keys in `sensitive_fields` get strict rules.
+
+    `keep_offsets` (task types with text_offsets) makes every string keep its length and the
+    position of every unmasked character.
+    """
     if not isinstance(data, Mapping):
-        return _value_mask(data, strict=False)
-    return {key: _value_mask(value, strict=key in sensitive_fields) for key, value in data.items()}
+        return _value_mask(data, strict=False, keep=keep_offsets)
+    return {
+        key: _value_mask(value, strict=key in sensitive_fields, keep=keep_offsets)
+        for key, value in data.items()
+    }
 
 
 def items_mask(items: Iterable[Any], *, masking: Masking | None) -> None:
@@ -272,4 +322,4 @@ def items_mask(items: Iterable[Any], *, masking: Masking | None) -> None:
     if masking is None:
         return
     for item in items:
-        item.data = data_mask(item.data, sensitive_fields=masking.sensitive_fields)
+        item.data = masking.apply(item.data)

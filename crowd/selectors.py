@@ -7,6 +7,7 @@ from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
 from annotation.models import Project, ProjectMember
+from annotation.task_types import task_type_get
 from crowd.models import Assignment, Pool, PoolMember, ProjectPool, WorkerBlock
 from crowd.privacy import Masking
 
@@ -133,4 +134,7 @@ def masking_for_worker(*, worker: AbstractBaseUser, project: Project) -> Masking
     """How to mask `project`'s items for `worker` (crowd.privacy); None: they see the originals."""
     if not worker_is_external(worker=worker, project=project):
         return None
-    return Masking(sensitive_fields=frozenset(project.sensitive_fields))
+    return Masking(
+        sensitive_fields=frozenset(project.sensitive_fields),
+        keep_offsets=task_type_get(project.task_type).text_offsets,  # span offsets stay valid
+    )

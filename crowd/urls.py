@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from crowd import views
+from crowd import image_views, views
 
 app_name = "crowd"
 urlpatterns = [
@@ -19,6 +19,7 @@ urlpatterns = [
         views.label_skip,
         name="label-skip",
     ),
+    path("projects/<int:pk>/items/<int:item_id>/image/", image_views.item_image, name="item-image"),
     path("projects/<int:pk>/members/", views.project_members, name="members"),
     path("projects/<int:pk>/members/blocks/", views.member_block, name="member-block"),
     path(

@@ -34,6 +34,7 @@ from django.utils import timezone
 from annotation.models import ImportJob, ProjectMember
 from annotation.services import project_member_set
 from crowd.models import (
+    Assignment,
     ExternalStudy,
     Pool,
     PoolInvite,
@@ -122,6 +123,9 @@ api:release-list                  get    401   404   404   403   403   403   2xx
 api:review-decision               post   401   404   404   403   403   403   400   400   400
 api:review-item                   get    401   404   404   403   403   403   2xx   2xx   2xx
 api:review-queue                  get    401   404   404   403   403   403   2xx   2xx   2xx
+api:schema-plan                   post   401   404   404   403   403   403   403   400   400
+api:schema-version-list           get    401   404   404   403   403   403   2xx   2xx   2xx
+crowd:item-image                  get    login 404   404   3xx   3xx   3xx   3xx   3xx   3xx
 crowd:label                       get    login 404   404   2xx   2xx   403   403   403   404
 crowd:label-skip                  post   login 404   404   2xx   404   404   403   403   404
 crowd:label-submit                post   login 404   404   422   404   404   403   403   404
@@ -166,8 +170,6 @@ releases:release-detail           get    login 404   404   403   403   403   2xx
 releases:release-download         get    login 404   404   403   403   403   409   409   409
 releases:release-list             get    login 404   404   403   403   403   2xx   2xx   2xx
 releases:release-retry            get    login 405   405   405   405   405   405   405   405
-api:schema-plan                   post   401   404   404   403   403   403   403   400   400
-api:schema-version-list           get    401   404   404   403   403   403   2xx   2xx   2xx
 schema:schema-apply               post   login 404   404   403   403   403   403   422   422
 schema:schema-page                get    login 404   404   403   403   403   2xx   2xx   2xx
 schema:schema-preview             post   login 404   404   403   403   403   403   422   422
@@ -230,9 +232,21 @@ def _build() -> World:
 
     items = ItemFactory.create_batch(4, project=project)
     gold = ItemFactory(project=project, gold={"label": "positive"})
+    # The first item has a picture (served by URL): workers who were given it may see it.
+    items[0].data = {**items[0].data, "image": "https://images.example.org/cat.png"}
+    items[0].save(update_fields=["data"])
     for item in items[:2]:
         for user in (annotator, external, blocked):
-            vote(item, user, "positive")
+            answer = vote(item, user, "positive")
+            Assignment.objects.create(
+                project=project,
+                item=item,
+                worker=user,
+                status=Assignment.Status.SUBMITTED,
+                annotation=answer,
+                expires_at=timezone.now(),
+                finished_at=timezone.now(),
+            )
     vote(gold, annotator, "positive")
     assignment = assignment_claim_next(worker=annotator, project=project)
     assert assignment is not None

@@ -65,6 +65,9 @@ class ImportErrorSerializer(serializers.Serializer):
     line = serializers.IntegerField(allow_null=True)
     field = serializers.CharField(allow_null=True)
     message = serializers.CharField()
+    file = serializers.CharField(
+        required=False, allow_null=True, help_text="The zip entry the error is about."
+    )
 
 
 class ImportJobOutputSerializer(serializers.ModelSerializer):

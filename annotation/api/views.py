@@ -127,7 +127,10 @@ class ImportCreateApi(APIView):
 
     @extend_schema_serializer(component_name="ImportCreateInput")
     class InputSerializer(serializers.Serializer):
-        file = serializers.FileField(help_text=".csv, .jsonl or .ndjson, UTF-8.")
+        file = serializers.FileField(
+            help_text=".csv, .jsonl or .ndjson (UTF-8), or a .zip of images (with an optional "
+            "metadata.csv or metadata.jsonl) for projects whose items can be images."
+        )
 
     @extend_schema(
         request={"multipart/form-data": InputSerializer},

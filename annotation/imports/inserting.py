@@ -23,6 +23,7 @@ from annotation.imports.parsing import (
     _Plan,
     _rows,
 )
+from annotation.imports.rules import RowRules
 from annotation.models import ImportJob, Item, Project
 
 INSERT_BATCH = 5_000  # rows per duplicate lookup and per COPY / bulk_create
@@ -43,7 +44,7 @@ COPY_COLUMNS = (
 class _NewItem(NamedTuple):
     data_json: str
     digest: bytes
-    gold: str | None
+    gold_json: str | None  # the gold answer in stored form, as JSON
 
 
 Writer = Callable[[Project, list[_NewItem]], None]
@@ -54,17 +55,26 @@ def _write_new_rows(job: ImportJob, project: Project, plan: _Plan) -> tuple[int,
 
     Runs inside the caller's transaction, which holds the project's row lock.
     """
+    rules = RowRules(project)
+    with _open(job) as stream:
+        return _write_items(project, _new_items(stream, job, plan, rules))
+
+
+def _write_items(project: Project, items: Iterable[_NewItem]) -> tuple[int, int]:
+    """Write the items new to the project; return (created, duplicates skipped)."""
     writer: Writer = _copy_writer if connection.vendor == "postgresql" else _bulk_create_writer
-    labels = frozenset(project.label_values)
     known = _KnownHashes(project)
     created = duplicates = 0
-    with _open(job) as stream:
-        for batch in _chunks(_new_items(stream, job, plan, labels), INSERT_BATCH):
-            fresh = known.keep_new(batch)
-            writer(project, fresh)
-            created += len(fresh)
-            duplicates += len(batch) - len(fresh)
+    for batch in _chunks(iter(items), INSERT_BATCH):
+        fresh = known.keep_new(batch)
+        writer(project, fresh)
+        created += len(fresh)
+        duplicates += len(batch) - len(fresh)
     return created, duplicates
+
+
+def _gold_json(row: ImportRow) -> str | None:
+    return None if row.gold is None else _dumps(row.gold)
 
 
 def _validated(entries: Iterable[ImportRow | Issue]) -> Iterator[ImportRow]:
@@ -75,22 +85,22 @@ def _validated(entries: Iterable[ImportRow | Issue]) -> Iterator[ImportRow]:
 
 
 def _new_items(
-    stream: IO[bytes], job: ImportJob, plan: _Plan, labels: frozenset[str]
+    stream: IO[bytes], job: ImportJob, plan: _Plan, rules: RowRules
 ) -> Iterator[_NewItem]:
     """The rows again, with pass 1's hashes. A JSONL line whose data is the line itself (no
     gold key) is passed on as it is, not parsed a second time: half of the work on big files.
     """
     if job.format == ImportJob.Format.CSV:
-        for index, row in enumerate(_validated(_rows(stream, job, labels))):
-            yield _NewItem(_dumps(row.data), plan.digest(index), row.gold)
+        for index, row in enumerate(_validated(_rows(stream, job, rules))):
+            yield _NewItem(_dumps(row.data), plan.digest(index), _gold_json(row))
         return
     index = 0
     for raw in _decoded_lines(stream):
         if not raw.strip():
             continue
         if index in plan.rebuild:
-            row = next(_validated(_jsonl_rows([raw], labels)))
-            yield _NewItem(_dumps(row.data), plan.digest(index), row.gold)
+            row = next(_validated(_jsonl_rows([raw], rules)))
+            yield _NewItem(_dumps(row.data), plan.digest(index), _gold_json(row))
         else:
             yield _NewItem(raw.strip(), plan.digest(index), None)
         index += 1
@@ -168,11 +178,8 @@ def _copy_writer(project: Project, items: list[_NewItem]) -> None:
     sql = f"COPY {Item._meta.db_table} ({', '.join(COPY_COLUMNS)}) FROM STDIN"  # noqa: S608
     with connection.cursor() as cursor, cursor.copy(sql) as copy:
         for data, digest, gold in items:
-            if gold is None:
-                copy.write_row((project_id, data, digest.hex(), None, False, target, 0, 0, now))
-            else:
-                label = _dumps({"label": gold})
-                copy.write_row((project_id, data, digest.hex(), label, True, target, 0, 0, now))
+            is_gold = gold is not None
+            copy.write_row((project_id, data, digest.hex(), gold, is_gold, target, 0, 0, now))
 
 
 def _bulk_create_writer(project: Project, items: list[_NewItem]) -> None:
@@ -183,7 +190,7 @@ def _bulk_create_writer(project: Project, items: list[_NewItem]) -> None:
                 project=project,
                 data=json.loads(data),
                 content_hash=digest.hex(),
-                gold={"label": gold} if gold is not None else None,
+                gold=json.loads(gold) if gold is not None else None,
                 is_gold=gold is not None,
                 target=project.overlap,
             )

@@ -1,7 +1,8 @@
 """Reading an import file: streaming its lines from storage and checking each row.
 
 Nothing here writes: the readers yield valid rows (ImportRow) and problems (Issue) in file
-order, so pass 1 can count and report them and pass 2 can read the same rows again.
+order, so pass 1 can count and report them and pass 2 can read the same rows again. What a row
+must hold comes from the project's task type (`rules.RowRules`).
 """
 
 from __future__ import annotations
@@ -12,18 +13,26 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from annotation.models import ImportJob
+
+if TYPE_CHECKING:
+    from annotation.imports.rules import RowRules
 
 DIGEST_SIZE = hashlib.sha256().digest_size
 BOM = b"\xef\xbb\xbf"
 # JSON escapes hiding what PostgreSQL's jsonb refuses: NUL and (unpaired) surrogates.
 SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+URL_PREFIXES = ("https://", "http://")
+# Item data keys holding image references (a storage path or an http(s) URL).
+IMAGE_KEYS = ("image", "image_a", "image_b")
+# Left out of the duplicate key of items without text: an uploaded image's original file name.
+NAME_KEYS = frozenset({"name", "name_a", "name_b"})
 
-Issue = dict[str, Any]  # {"line": int | None, "field": str | None, "message": str}
+Issue = dict[str, Any]  # {"line": int | None, "field": str | None, "message": str[, "file"]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,10 +40,17 @@ class ImportRow:
     """One valid row of an import file: what becomes an item."""
 
     line: int
-    text: str
+    text: str | None  # the duplicate key when the item has a text
     data: dict[str, Any]
-    gold: str | None
+    gold: dict[str, Any] | None  # the gold answer in the type's stored form
     data_json: str | None = None  # `data` as JSON text, when the file already holds it
+
+    @property
+    def digest(self) -> bytes:
+        """The row's duplicate key (see `data_digest`)."""
+        if self.text is not None:
+            return _digest(self.text)
+        return data_digest(self.data)
 
 
 class _NotUtf8Error(Exception):
@@ -51,6 +67,39 @@ def _digest(text: str) -> bytes:
 def content_hash(text: str) -> str:
     """The duplicate key of an item's text: SHA-256 of the NFC-normalised, stripped text."""
     return _digest(text).hex()
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, str):
+        return unicodedata.normalize("NFC", value)
+    if isinstance(value, dict):
+        return {_canonical(key): _canonical(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_canonical(item) for item in value]
+    return value
+
+
+def data_digest(data: Mapping[str, Any]) -> bytes:
+    """The duplicate key of an item: its text's digest when it has a text, else the SHA-256 of
+    its data's canonical form (NFC strings, sorted keys, compact JSON, no original file names).
+    """
+    text = data.get("text")
+    if isinstance(text, str) and not _has_image(data):
+        return _digest(text)
+    kept = {key: value for key, value in data.items() if key not in NAME_KEYS}
+    canonical = json.dumps(
+        _canonical(kept), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    )
+    return hashlib.sha256(canonical.encode()).digest()
+
+
+def _has_image(data: Mapping[str, Any]) -> bool:
+    return "image" in data or "image_a" in data or "image_b" in data
+
+
+def data_hash(data: Mapping[str, Any]) -> str:
+    """`data_digest` as the hex string stored in Item.content_hash."""
+    return data_digest(data).hex()
 
 
 def _dumps(value: Any) -> str:
@@ -70,7 +119,7 @@ class _Plan:
     rebuild: set[int] = field(default_factory=set)  # rows whose data is not their line as is
 
     def add(self, row: ImportRow) -> None:
-        self.digests += _digest(row.text)
+        self.digests += row.digest
         if row.data_json is None:
             self.rebuild.add(self.rows)
         self.rows += 1
@@ -96,7 +145,7 @@ def _count_lines(job: ImportJob) -> int:
     return count + (last != b"\n")
 
 
-def _decoded_lines(stream: IO[bytes]) -> Iterator[str]:
+def _decoded_lines(stream: Iterable[bytes]) -> Iterator[str]:
     """The file's lines as text, with line endings kept; a BOM on line 1 is dropped."""
     for number, raw in enumerate(stream, start=1):
         chunk = raw[len(BOM) :] if number == 1 and raw.startswith(BOM) else raw
@@ -114,24 +163,6 @@ def _not_utf8(exc: _NotUtf8Error) -> Issue:
         f"The file is not UTF-8: byte 0x{bad} at position {exc.exc.start + 1} of this line. "
         "Save the file as UTF-8 and upload it again.",
     )
-
-
-# --- Fields ----------------------------------------------------------------------------------
-
-
-def _gold_clean(value: Any, labels: frozenset[str], line: int) -> tuple[str | None, Issue | None]:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None, None
-    if isinstance(value, str) and value.strip() in labels:
-        return value.strip(), None
-    allowed = ", ".join(sorted(labels))
-    return None, _issue(line, "gold", f"Unknown gold label {value!r}; use one of: {allowed}.")
-
-
-def _text_issue(text: Any, line: int) -> Issue | None:
-    if not isinstance(text, str) or not text.strip():
-        return _issue(line, "text", "'text' must be a non-empty string.")
-    return None
 
 
 # --- JSONL -----------------------------------------------------------------------------------
@@ -177,7 +208,7 @@ def _json_object(raw: str, line: int) -> tuple[dict[str, Any] | None, Issue | No
     except (ValueError, RecursionError) as exc:
         return None, _issue(line, None, f"Invalid JSON: {exc or 'nested too deeply'}.")
     if not isinstance(obj, dict):
-        return None, _issue(line, None, "Each line must be a JSON object with a 'text' key.")
+        return None, _issue(line, None, "Each line must be a JSON object.")
     if SUSPECT_ESCAPE.search(raw):  # cheap test first: these escapes are rare
         for key, value in obj.items():
             why = _unstorable([key, value])
@@ -186,7 +217,8 @@ def _json_object(raw: str, line: int) -> tuple[dict[str, Any] | None, Issue | No
     return obj, None
 
 
-def _jsonl_rows(lines: Iterable[str], labels: frozenset[str]) -> Iterator[ImportRow | Issue]:
+def _jsonl_objects(lines: Iterable[str]) -> Iterator[tuple[int, dict[str, Any], str] | Issue]:
+    """(line number, object, line) per non-blank line, or the line's issue."""
     for line, raw in enumerate(lines, start=1):
         if not raw.strip():
             continue
@@ -194,45 +226,62 @@ def _jsonl_rows(lines: Iterable[str], labels: frozenset[str]) -> Iterator[Import
         if problem is not None or obj is None:
             yield problem or _issue(line, None, "Unreadable line.")
             continue
-        if "text" not in obj:
-            yield _issue(line, "text", "Missing 'text'.")
+        yield line, obj, raw
+
+
+def _jsonl_rows(lines: Iterable[str], rules: RowRules) -> Iterator[ImportRow | Issue]:
+    # The loop of _jsonl_objects, inlined: this is the hot path of big text imports.
+    for line, raw in enumerate(lines, start=1):
+        if not raw.strip():
             continue
-        problem = _text_issue(obj["text"], line)
-        gold, gold_problem = _gold_clean(obj.get("gold"), labels, line)
-        if problem or gold_problem:
-            yield from (p for p in (problem, gold_problem) if p)
+        obj, problem = _json_object(raw, line)
+        if problem is not None or obj is None:
+            yield problem or _issue(line, None, "Unreadable line.")
             continue
         if "gold" in obj:
             data = {key: value for key, value in obj.items() if key != "gold"}
-            yield ImportRow(line=line, text=obj["text"], data=data, gold=gold)
+            result = rules.row(line, data, obj["gold"])
         else:  # the line itself is the data's JSON: COPY sends it without encoding it again
-            yield ImportRow(line=line, text=obj["text"], data=obj, gold=None, data_json=raw.strip())
+            result = rules.row(line, obj, None, data_json=raw.strip())
+        if isinstance(result, list):
+            yield from result
+        else:
+            yield result
 
 
 # --- CSV -------------------------------------------------------------------------------------
 
 
-def _csv_header(header: list[str]) -> tuple[list[str], Issue | None]:
+def _csv_header(
+    header: list[str], columns: tuple[str, ...], required: tuple[str, ...]
+) -> tuple[list[str], Issue | None]:
+    """Column names, the type's own columns and gold matched ignoring case and spaces.
+
+    The header needs at least one of `required` (the columns an item is made of).
+    """
     names = [name.strip() for name in header]
     lowered = [name.lower() for name in names]
-    if "text" not in lowered:
+    if not any(column in lowered for column in required):
         found = ", ".join(name for name in names if name) or "no named columns"
-        return names, _issue(1, "text", f"The header has no 'text' column (found: {found}).")
-    for special in ("text", "gold"):
-        if lowered.count(special) > 1:
-            return names, _issue(1, special, f"The header has more than one '{special}' column.")
+        wanted = " or ".join(f"'{column}'" for column in required)
+        field_name = required[0]
+        return names, _issue(1, field_name, f"The header has no {wanted} column (found: {found}).")
+    special = {column.lower(): column for column in (*columns, "gold")}
+    for low in special:
+        if lowered.count(low) > 1:
+            return names, _issue(1, low, f"The header has more than one '{low}' column.")
     seen: set[str] = set()
     for name in names:
         if name and name in seen:
             return names, _issue(1, name, f"The header has two columns named {name!r}.")
         seen.add(name)
-    return [
-        {"text": "text", "gold": "gold"}.get(low, name)
-        for name, low in zip(names, lowered, strict=True)
-    ], None
+    return [special.get(low, name) for name, low in zip(names, lowered, strict=True)], None
 
 
-def _csv_rows(lines: Iterable[str], labels: frozenset[str]) -> Iterator[ImportRow | Issue]:
+def _csv_records(
+    lines: Iterable[str], rules: RowRules, required: tuple[str, ...]
+) -> Iterator[tuple[int, dict[str, str]] | Issue]:
+    """(line number, {column: cell}) per non-blank record, or its issue."""
     reader = csv.reader(lines)
     try:
         header = next(reader)
@@ -241,7 +290,7 @@ def _csv_rows(lines: Iterable[str], labels: frozenset[str]) -> Iterator[ImportRo
     except csv.Error as exc:
         yield _issue(1, None, f"Unreadable CSV header: {exc}.")
         return
-    names, problem = _csv_header(header)
+    names, problem = _csv_header(header, rules.columns, required)
     if problem:
         yield problem
         return
@@ -259,21 +308,41 @@ def _csv_rows(lines: Iterable[str], labels: frozenset[str]) -> Iterator[ImportRo
         if len(fields) != len(names):
             yield _issue(line, None, f"Expected {len(names)} fields, found {len(fields)}.")
             continue
-        row = dict(zip(names, fields, strict=True))
-        text = row["text"]
-        problem = _text_issue(text, line)
-        gold, gold_problem = _gold_clean(row.get("gold"), labels, line)
-        if problem or gold_problem:
-            yield from (p for p in (problem, gold_problem) if p)
+        yield line, dict(zip(names, fields, strict=True))
+
+
+def _csv_data(record: dict[str, str], columns: tuple[str, ...]) -> dict[str, Any]:
+    """A CSV record as item data: empty cells of the type's columns left out, whole-number
+    sizes ("width", "height") as numbers, unnamed columns and gold dropped."""
+    data: dict[str, Any] = {}
+    for key, value in record.items():
+        if not key or key == "gold" or (key in columns and value == ""):
             continue
-        data = {"text": text}
-        data.update((k, v) for k, v in row.items() if k and k not in ("text", "gold"))
-        yield ImportRow(line=line, text=text, data=data, gold=gold)
+        if key in ("width", "height") and value.strip().isdecimal():
+            data[key] = int(value)
+        else:
+            data[key] = value
+    return data
 
 
-def _rows(stream: IO[bytes], job: ImportJob, labels: frozenset[str]) -> Iterator[ImportRow | Issue]:
+def _csv_rows(lines: Iterable[str], rules: RowRules) -> Iterator[ImportRow | Issue]:
+    required = tuple(column for column in rules.columns if column not in ("width", "height"))
+    for entry in _csv_records(lines, rules, required):
+        if isinstance(entry, dict):
+            yield entry
+            continue
+        line, record = entry
+        data = _csv_data(record, rules.columns)
+        result = rules.row(line, data, record.get("gold"), gold_from_text=True)
+        if isinstance(result, list):
+            yield from result
+        else:
+            yield result
+
+
+def _rows(stream: IO[bytes], job: ImportJob, rules: RowRules) -> Iterator[ImportRow | Issue]:
     """Parse the file, yielding valid rows and issues in file order."""
     lines = _decoded_lines(stream)
     if job.format == ImportJob.Format.CSV:
-        return _csv_rows(lines, labels)
-    return _jsonl_rows(lines, labels)
+        return _csv_rows(lines, rules)
+    return _jsonl_rows(lines, rules)

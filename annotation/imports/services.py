@@ -25,6 +25,8 @@ from annotation.imports.parsing import (
     _Plan,
     _rows,
 )
+from annotation.imports.rules import RowRules
+from annotation.imports.zips import ZIP, ZipPlan, stored_delete, zip_validate, zip_write
 from annotation.models import ImportJob, Project
 
 logger = logging.getLogger(__name__)
@@ -77,22 +79,44 @@ def _finish(job: ImportJob, *, status: str, errors: list[Issue], **counts: int) 
     )
 
 
-def _validate(job: ImportJob) -> tuple[_Plan, list[Issue]]:
+def _validate(job: ImportJob) -> tuple[_Plan | ZipPlan, list[Issue]]:
     """Pass 1: read every row; return the plan for pass 2 and the first MAX_ERRORS issues."""
+    if job.format == ZIP:
+        return _validate_zip(job)
     estimate = _count_lines(job) - (job.format == ImportJob.Format.CSV)
     _progress(job, total_rows=max(estimate, 0))
-    labels = frozenset(job.project.label_values)
+    rules = RowRules(job.project)
     plan, hidden = _Plan(), 0
     errors: list[Issue] = []
     with _open(job) as stream:
         try:
-            hidden = _scan(_rows(stream, job, labels), job, plan, errors, estimate)
+            hidden = _scan(_rows(stream, job, rules), job, plan, errors, estimate)
         except _NotUtf8Error as exc:
             errors.append(_not_utf8(exc))
     if hidden:
         errors.append(_issue(None, None, f"…and {hidden} more errors not shown."))
     if not plan.rows and not errors:
         errors.append(_issue(None, None, "The file has no rows to import."))
+    _progress(job, processed_rows=plan.rows, total_rows=plan.rows)
+    return plan, errors
+
+
+def _validate_zip(job: ImportJob) -> tuple[ZipPlan, list[Issue]]:
+    """Pass 1 of an image zip: entries and metadata checked, images verified, none stored."""
+    next_update = time.monotonic() + PROGRESS_SECONDS
+
+    def progress(images: int, total: int) -> None:
+        nonlocal next_update
+        if time.monotonic() >= next_update:
+            _progress(job, processed_rows=images, total_rows=max(total, images))
+            next_update = time.monotonic() + PROGRESS_SECONDS
+
+    plan, errors = zip_validate(job, RowRules(job.project), progress)
+    if len(errors) > MAX_ERRORS:
+        hidden = len(errors) - MAX_ERRORS
+        errors = errors[:MAX_ERRORS] + [_issue(None, None, f"…and {hidden} more errors not shown.")]
+    if not plan.rows and not errors:
+        errors.append(_issue(None, None, "The zip has no images to import."))
     _progress(job, processed_rows=plan.rows, total_rows=plan.rows)
     return plan, errors
 
@@ -123,18 +147,31 @@ def _scan(
     return hidden
 
 
-def _insert(job: ImportJob, plan: _Plan) -> None:
+def _insert(job: ImportJob, plan: _Plan | ZipPlan) -> None:
     """Pass 2: insert every new row in one transaction, skipping duplicates.
 
     Locks the project row first, then the job row, so two imports into one project never
     race on the duplicate check, and a second delivery of the same job finds it finished.
+    An image zip's files are written in the same step; if it fails they are deleted again.
     """
+    written: list[str] = []
+    try:
+        _insert_locked(job, plan, written)
+    except BaseException:
+        stored_delete(written)
+        raise
+
+
+def _insert_locked(job: ImportJob, plan: _Plan | ZipPlan, written: list[str]) -> None:
     with transaction.atomic():
         project = Project.objects.select_for_update().get(pk=job.project_id)
         locked = ImportJob.objects.select_for_update().get(pk=job.pk)
         if locked.status != ImportJob.Status.RUNNING:
             return
-        created, duplicates = _write_new_rows(job, project, plan)
+        if isinstance(plan, ZipPlan):
+            created, duplicates = zip_write(job, project, plan, written)
+        else:
+            created, duplicates = _write_new_rows(job, project, plan)
         _finish(
             job,
             status=ImportJob.Status.SUCCEEDED,

@@ -11,12 +11,15 @@ from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
+from annotation.imports.zips import ZIP
 from annotation.models import ImportJob, Project
+from annotation.task_types import task_type_get
 
 EXTENSIONS = {
     ".csv": ImportJob.Format.CSV,
     ".jsonl": ImportJob.Format.JSONL,
     ".ndjson": ImportJob.Format.JSONL,
+    ".zip": ZIP,
 }
 
 
@@ -25,8 +28,9 @@ def import_job_create(
 ) -> ImportJob:
     """Check and store an upload, create its pending job and enqueue the import on commit.
 
-    Refuses at once (ValidationError on "file") an empty or oversized file and an extension
-    other than .csv, .jsonl or .ndjson. Callers check that `user` may manage `project`.
+    Refuses at once (ValidationError on "file") an empty or oversized file, an extension other
+    than .csv, .jsonl, .ndjson or .zip, and a .zip for a type whose items cannot be images.
+    Callers check that `user` may manage `project`.
     """
     from annotation.tasks import import_run_task  # body import: tasks imports this package
 
@@ -42,7 +46,15 @@ def import_job_create(
     extension = PurePath(name).suffix.lower()
     if extension not in EXTENSIONS:
         raise ValidationError(
-            {"file": ["Upload a .csv or .jsonl file (.ndjson is read as JSONL)."]}
+            {
+                "file": [
+                    "Upload a .csv or .jsonl file (.ndjson is read as JSONL), or a .zip of images."
+                ]
+            }
+        )
+    if EXTENSIONS[extension] == ZIP and not _image_capable(project):
+        raise ValidationError(
+            {"file": ["This project's items are texts: upload a .csv or .jsonl file."]}
         )
     with transaction.atomic():
         job = ImportJob(
@@ -56,6 +68,11 @@ def import_job_create(
         job.save()
         import_run_task.delay_on_commit(job.pk)
     return job
+
+
+def _image_capable(project: Project) -> bool:
+    task_type = task_type_get(project.task_type)
+    return "image" in task_type.media or task_type.key == "pairwise"
 
 
 def _megabytes(size: int) -> str:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
+from django.urls import reverse
 from rest_framework import serializers
 
 from annotation.models import Annotation, Item, ProjectMember
 from crowd.models import Assignment, WorkerBlock
-from crowd.privacy import data_mask
 
 
 class WorkItemSerializer(serializers.Serializer):
@@ -21,6 +21,19 @@ class WorkItemSerializer(serializers.Serializer):
 
     id = serializers.IntegerField()
     data = serializers.JSONField()
+    image_urls = serializers.SerializerMethodField(
+        help_text="Where to fetch the item's images (access-checked): {'image': url} for image "
+        "items, {'image_a': url, 'image_b': url} for image pairs; empty for texts."
+    )
+
+    def get_image_urls(self, instance: Item) -> dict[str, str]:
+        data = instance.data if isinstance(instance.data, dict) else {}
+        url = reverse("crowd:item-image", args=[instance.project_id, instance.pk])
+        urls = {"image": url} if "image" in data else {}
+        for side in ("a", "b"):
+            if f"image_{side}" in data:
+                urls[f"image_{side}"] = f"{url}?side={side}"
+        return urls
 
     def to_representation(self, instance: Item) -> dict[str, Any]:
         if "masking" not in self.context:
@@ -28,7 +41,7 @@ class WorkItemSerializer(serializers.Serializer):
         shown = super().to_representation(instance)
         masking = self.context["masking"]
         if masking is not None:
-            shown["data"] = data_mask(shown["data"], sensitive_fields=masking.sensitive_fields)
+            shown["data"] = masking.apply(shown["data"])
         return shown
 
 
