@@ -213,7 +213,7 @@ def test_project_detail_owner_sees_instructions_stats_and_import_form(as_user, p
     assert "<strong>carefully</strong>" in html
     assert "<script>alert" not in html
     assert 'enctype="multipart/form-data"' in html
-    assert 'accept=".csv,.jsonl,.ndjson"' in html
+    assert 'accept=".csv,.jsonl,.ndjson,.zip"' in html
     assert reverse("annotation:import-create", args=[project.pk]) in html
     assert "first.jsonl" in html
     assert '<div class="stat-value">2</div>' in html
