@@ -60,23 +60,11 @@ class RowRules:
         self.config: TaskConfig = task_config_of(project)
         self.labels = frozenset(project.label_values)
         # Single label keeps its plain gold: a label value, not an answer object.
-        self.gold_is_label = self.task_type.key == "single_label"
+        self.gold_is_label = self.task_type.plain_gold
         self.media: tuple[str, ...] = tuple(self.task_type.media)
-        self.image_capable = "image" in self.media or self.task_type.key == "pairwise"
-        self.columns = self._item_columns()
+        self.image_capable = "image" in self.media
+        self.columns = self.task_type.item_columns(self.config)
         self._item_data_clean = self.task_type.item_data_clean
-
-    def _item_columns(self) -> tuple[str, ...]:
-        """The item data keys the type reads (CSV headers are matched to them ignoring case)."""
-        if self.task_type.key == "pairwise":
-            return ("a", "b", "image_a", "image_b", "prompt")
-        text_field = self.config.options.get("field") or "text"
-        columns: tuple[str, ...] = ()
-        if "text" in self.media:
-            columns += (text_field if isinstance(text_field, str) else "text",)
-        if "image" in self.media:
-            columns += ("image", "width", "height")
-        return columns or ("text",)
 
     def data_issues(self, data: dict[str, Any], line: int) -> tuple[dict | None, list[Issue]]:
         """The type's cleaned item data, or the row's issues."""

@@ -71,8 +71,7 @@ def import_job_create(
 
 
 def _image_capable(project: Project) -> bool:
-    task_type = task_type_get(project.task_type)
-    return "image" in task_type.media or task_type.key == "pairwise"
+    return "image" in task_type_get(project.task_type).media
 
 
 def _megabytes(size: int) -> str:

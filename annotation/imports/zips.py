@@ -219,9 +219,10 @@ def _scan_entries(
 
 def _image_keys(rules: RowRules) -> tuple[tuple[str, str], ...]:
     """(item data key, suffix of its name/width/height keys) per image of an item."""
-    if rules.task_type.key == "pairwise":
-        return (("image_a", "_a"), ("image_b", "_b"))
-    return (("image", ""),)
+    keys = rules.task_type.image_keys
+    if len(keys) == 1:
+        return ((keys[0], ""),)
+    return tuple((key, "_" + key.rsplit("_", 1)[-1]) for key in keys)
 
 
 def _with_image(data: dict[str, Any], image: ZipImage, key: str, suffix: str) -> None:
@@ -318,10 +319,11 @@ def zip_validate(
                 return plan, errors
             if scan.metadata is not None:
                 errors += _metadata_rows(archive, scan, rules, plan)
-            elif rules.task_type.key == "pairwise":
+            elif len(rules.task_type.image_keys) > 1:
+                named = " and ".join(rules.task_type.image_keys)
                 message = (
-                    "A pairwise zip needs metadata.csv or metadata.jsonl naming image_a and "
-                    "image_b for each pair."
+                    f"A {rules.task_type.name.lower()} zip needs metadata.csv or metadata.jsonl "
+                    f"naming {named} for each item."
                 )
                 errors.append(_issue(None, None, message))
             else:

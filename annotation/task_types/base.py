@@ -128,6 +128,13 @@ class TaskType:
     # True when checking an answer needs the item's data (offsets inside the text, boxes inside
     # the image): the submit path then reads the item before validating.
     checks_item: ClassVar[bool] = False
+    # Item data keys holding image references (served by crowd:item-image; filled from zips).
+    image_keys: ClassVar[tuple[str, ...]] = ("image",)
+    # An answer the owner writes as a bare label in import files (gold "positive"), not as an
+    # answer object: single label's plain gold.
+    plain_gold: ClassVar[bool] = False
+    # Answers are ordered categories (rating): ordinal agreement measures apply.
+    ordinal: ClassVar[bool] = False
     # The widget template included by the labeling page: "annotation/widgets/<key>.html".
     widget: ClassVar[str] = ""
     export_forms: ClassVar[tuple[ExportForm, ...]] = ()
@@ -144,6 +151,16 @@ class TaskType:
             raise ValidationError({"options": ["Options are an object."]})
         unknown = sorted(options)
         raise ValidationError({f"options.{name}": ["Unknown option."] for name in unknown})
+
+    def item_columns(self, config: TaskConfig) -> tuple[str, ...]:
+        """The item data keys an import file's columns map to (matched ignoring case)."""
+        text_field = config.options.get("field") or "text"
+        columns: tuple[str, ...] = ()
+        if "text" in self.media:
+            columns += (text_field if isinstance(text_field, str) else "text",)
+        if "image" in self.media:
+            columns += ("image", "width", "height")
+        return columns or ("text",)
 
     def item_data_clean(self, data: Any, *, config: TaskConfig) -> dict:
         """Check an item's data for this type; errors keyed `data.<field>`. Returns it."""

@@ -110,6 +110,10 @@ class Pairwise(TaskType):
         OptionSpec("allow_tie", bool, True, "Allow a tie", "Preference mode only."),
     )
     export_forms = (PREFERENCE,)
+    image_keys = ("image_a", "image_b")
+
+    def item_columns(self, config: TaskConfig) -> tuple[str, ...]:
+        return ("a", "b", "image_a", "image_b", "prompt")
 
     def export_forms_for(self, config: TaskConfig) -> tuple[ExportForm, ...]:
         """Preference pairs only make sense in preference mode."""

@@ -48,6 +48,7 @@ class Rating(TaskType):
     media = ("text", "image")
     categorical = True
     category_key = "rating"
+    ordinal = True
     needs_labels = False
     widget = "annotation/widgets/rating.html"
     option_fields = (

@@ -28,6 +28,7 @@ class SingleLabel(TaskType):
     media = ("text", "image")
     categorical = True
     category_key = "label"
+    plain_gold = True
     widget = "annotation/widgets/single_label.html"
 
     def item_data_clean(self, data: Any, *, config: TaskConfig) -> dict:

@@ -16,6 +16,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast
 
 from annotation.models import Project
+from annotation.task_types import task_type_get
 from quality.metrics import fleiss_kappa, krippendorff_alpha_nominal, vote_shares
 from quality.models import (
     ItemScore,
@@ -368,7 +369,7 @@ def project_score_write(
                 votes,
                 consensus,
                 stats,
-                ordinal=project.task_type == "rating",
+                ordinal=task_type_get(project.task_type).ordinal,
                 pool=pool or {},
             ),
             "annotation_max_id": votes.annotation_max_id,

@@ -50,6 +50,10 @@ class Pairwise(TaskType):
     name = "Pairwise (test)"
     media = ("text", "image")
     needs_labels = False
+    image_keys = ("image_a", "image_b")
+
+    def item_columns(self, config: TaskConfig) -> tuple[str, ...]:
+        return ("a", "b", "image_a", "image_b", "prompt")
 
     def item_data_clean(self, data: Any, *, config: TaskConfig) -> dict:
         if not isinstance(data, dict):
