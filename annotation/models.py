@@ -42,6 +42,19 @@ class Project(models.Model):
     task_options = models.JSONField(default=dict, blank=True, db_default={})
     # The label schema version answers are made under now (LabelSchemaVersion.number).
     schema_version = models.PositiveIntegerField(default=1, db_default=1)
+    # Semi-automatic labeling: show pre-labels (annotation.Prediction) to annotators, and the
+    # order regular items are served in (active learning).
+    suggestions_enabled = models.BooleanField(default=False, db_default=False)
+    serving_order = models.CharField(
+        max_length=16,
+        choices=[
+            ("default", "Fullest items first"),
+            ("uncertainty", "Least certain prediction first"),
+            ("rare_first", "Predicted rare classes first"),
+        ],
+        default="default",
+        db_default="default",
+    )
     overlap = models.PositiveSmallIntegerField(default=3)
     gold_ratio = models.FloatField(default=0.1)
     reservation_timeout_seconds = models.PositiveIntegerField(default=600)
@@ -127,6 +140,9 @@ class Item(models.Model):
     # workers first; a gold item seen by too many workers is retired (never served again).
     priority = models.SmallIntegerField(default=0, db_default=0)
     gold_retired = models.BooleanField(default=False, db_default=False)
+    # Active learning: larger is served earlier when the project's serving_order asks for it
+    # (the model's uncertainty, or how rare the predicted class is); kept by quality.
+    serve_rank = models.FloatField(default=0.0, db_default=0.0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -248,6 +264,12 @@ class Annotation(models.Model):
     # but no longer count in agreement, consensus or pay, and their items go back for relabeling.
     schema_version = models.PositiveIntegerField(default=1, db_default=1)
     superseded_at = models.DateTimeField(null=True, blank=True)
+    # The pre-label the annotator was shown (None: no suggestion) and whether the answer is it,
+    # unchanged.
+    suggestion = models.ForeignKey(
+        "Prediction", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    suggestion_accepted = models.BooleanField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(default=0)
     # Keyed hash of the submitting client's network address and user agent ("" when unknown),
     # so the fraud detector can see several accounts behind one device without storing the IP.
@@ -299,3 +321,36 @@ class LabelSchemaVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.project_id} v{self.number}"
+
+
+class Prediction(models.Model):
+    """A pre-label for an item: an answer in the task type's stored form, from an owner's model
+    (imported or sent through the API), a labeling rule, or the built-in model."""
+
+    class Source(models.TextChoices):
+        IMPORT = "import", "Imported"
+        API = "api", "Sent through the API"
+        RULE = "rule", "Labeling rules"
+        MODEL = "model", "Built-in model"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="predictions")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="predictions")
+    value = models.JSONField()
+    score = models.FloatField(null=True, blank=True)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    model_name = models.CharField(max_length=200, blank=True)
+    model_version = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "source", "model_name", "model_version"],
+                name="prediction_unique_per_model",
+            )
+        ]
+        indexes = [models.Index(fields=["project", "source"], name="prediction_project_idx")]
+
+    def __str__(self) -> str:
+        return f"Prediction {self.pk} ({self.source})"

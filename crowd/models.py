@@ -55,6 +55,9 @@ class ProjectPool(models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="project_pools")
     pool = models.ForeignKey(Pool, on_delete=models.CASCADE, related_name="project_pools")
     rule = models.CharField(max_length=16, choices=Rule.choices, default=Rule.LABEL)
+    # Whether this pool's members see pre-labels (when the project shows them at all): e.g.
+    # shown to experts, hidden from the external crowd so they stay independent.
+    show_suggestions = models.BooleanField(default=True, db_default=True)
 
     class Meta:
         constraints = [

@@ -303,6 +303,17 @@ class Release(models.Model):
     include_raw = models.BooleanField(default=False)
     # Owner's explicit opt-in: raw annotations also carry usernames, emails and platform ids.
     include_identities = models.BooleanField(default=False)
+    # Which items and answers the release takes (quality.releases.policy): {"mode": "consensus"
+    # | "confidence" | "expert", "min_confidence": float, "exclude_flagged": bool}.
+    policy = models.JSONField(default=dict, blank=True)
+    # The deterministic split: {"seed": int, "ratios": {"train": .8, "validation": .1,
+    # "test": .1}, "group_key": "<item data field>" or ""}; empty: no split column.
+    split = models.JSONField(default=dict, blank=True)
+    # The owner's words for the datasheet, and the datasheet as built (Markdown).
+    purpose = models.TextField(blank=True)
+    licence = models.CharField(max_length=200, blank=True)
+    intended_use = models.TextField(blank=True)
+    datasheet = models.TextField(blank=True)
     manifest = models.JSONField(null=True, blank=True)
     progress = models.FloatField(default=0.0)
     error = models.TextField(blank=True)
@@ -343,3 +354,99 @@ class ReleaseFile(models.Model):
 
     def __str__(self) -> str:
         return self.path
+
+
+class ReleaseWebhook(models.Model):
+    """Where a project's "release ready" notifications go: a URL and the HMAC secret."""
+
+    project = models.OneToOneField(Project, on_delete=models.CASCADE, related_name="webhook")
+    url = models.URLField(max_length=500)
+    secret = models.CharField(max_length=200)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"webhook {self.project_id}"
+
+
+class WebhookDelivery(models.Model):
+    """One attempt to deliver a release event (retried with back-off by Celery)."""
+
+    webhook = models.ForeignKey(ReleaseWebhook, on_delete=models.CASCADE, related_name="deliveries")
+    release = models.ForeignKey(Release, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.CharField(max_length=32, default="release.ready")
+    attempt = models.PositiveSmallIntegerField(default=1)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    delivered = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"delivery {self.release_id} #{self.attempt}"
+
+
+class LabelingRule(models.Model):
+    """An owner's labeling rule: it emits a label (or spans) for the items it matches, or
+    abstains. Rules run in Celery over all items (quality.rules); `stats` holds the last run's
+    coverage, overlaps, conflicts and accuracy against gold and consensus."""
+
+    class Kind(models.TextChoices):
+        KEYWORDS = "keywords", "Keyword list"
+        REGEX = "regex", "Regular expression"
+        FIELD = "field", "Field condition"
+        SPAN_PATTERN = "span_pattern", "Span pattern"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="labeling_rules")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    config = models.JSONField(default=dict)
+    label = models.CharField(max_length=200)
+    active = models.BooleanField(default=True)
+    stats = models.JSONField(default=dict, blank=True)
+    ran_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["project", "id"]
+
+    def __str__(self) -> str:
+        return f"rule {self.name}"
+
+
+class ModelVersion(models.Model):
+    """A version of the project's built-in model (TF-IDF and logistic regression), trained in
+    Celery on vetted labels; its predictions are stored as annotation.Prediction rows."""
+
+    class Status(models.TextChoices):
+        TRAINING = "training", "Training"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="model_versions")
+    version = models.PositiveIntegerField()
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.TRAINING)
+    train_count = models.PositiveIntegerField(default=0)
+    validation_count = models.PositiveIntegerField(default=0)
+    validation_accuracy = models.FloatField(null=True, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+    artifact = models.CharField(max_length=500, blank=True)  # default-storage path
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    trained_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["project", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["project", "version"], name="model_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"model {self.project_id} v{self.version}"
