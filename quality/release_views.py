@@ -9,12 +9,14 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_htmx.http import HTMX_STOP_POLLING, HttpResponseClientRedirect
 
+from annotation.markdown import render_markdown
 from annotation.models import Project
 from annotation.selectors import project_role
 from core.exceptions import ApplicationError
@@ -24,7 +26,6 @@ from quality.models import Release
 from quality.releases import (
     project_get_for_releases,
     release_create,
-    release_file_open,
     release_formats,
     release_get_for_user,
     release_label_rows,
@@ -32,19 +33,57 @@ from quality.releases import (
     release_may_manage,
     release_retry,
 )
+from quality.releases.delivery import release_download_response
+from quality.releases.policy import policy_clean
+from quality.releases.splits import DEFAULT_SPLIT, split_clean
 
 LIST_TEMPLATE = "quality/release_list.html"
 DETAIL_TEMPLATE = "quality/release_detail.html"
 FINISHED = (Release.Status.READY, Release.Status.FAILED)
 
 
+POLICY_MODES = [
+    ("consensus", "Every item with a consensus"),
+    ("confidence", "Only items at or above a confidence"),
+    ("expert", "Only items decided by an expert"),
+]
+# Service error paths (policy.*, split.*) and the form fields that show them.
+FORM_FIELDS = {
+    "policy.mode": "policy_mode",
+    "policy.min_confidence": "min_confidence",
+    "policy.exclude_flagged": "exclude_flagged",
+    "split.seed": "split_seed",
+    "split.ratios.train": "split_train",
+    "split.ratios.validation": "split_validation",
+    "split.ratios.test": "split_test",
+    "split.ratios": "split_ratios",
+    "split.group_key": "split_group_key",
+}
+
+
 class ReleaseForm(forms.Form):
     name = forms.CharField(max_length=200, required=False)
     notes = forms.CharField(max_length=10_000, required=False, widget=forms.Textarea)
+    purpose = forms.CharField(max_length=10_000, required=False, widget=forms.Textarea)
+    licence = forms.CharField(max_length=200, required=False)
+    intended_use = forms.CharField(max_length=10_000, required=False, widget=forms.Textarea)
     include_raw = forms.BooleanField(required=False, label="Include raw annotations")
     include_identities = forms.BooleanField(
         required=False, label="Include annotator identities (usernames, emails, platform ids)"
     )
+    policy_mode = forms.ChoiceField(choices=POLICY_MODES, initial="consensus", required=False)
+    min_confidence = forms.FloatField(required=False, initial=0.8)
+    exclude_flagged = forms.BooleanField(required=False)
+    split_enabled = forms.BooleanField(required=False)
+    split_seed = forms.IntegerField(required=False, initial=DEFAULT_SPLIT["seed"])
+    split_train = forms.FloatField(required=False, initial=DEFAULT_SPLIT["ratios"]["train"])
+    split_validation = forms.FloatField(
+        required=False, initial=DEFAULT_SPLIT["ratios"]["validation"]
+    )
+    split_test = forms.FloatField(required=False, initial=DEFAULT_SPLIT["ratios"]["test"])
+    split_group_key = forms.CharField(max_length=100, required=False)
+    # No input: carries the errors of the ratios as a whole (they must add up to 1).
+    split_ratios = forms.Field(required=False, widget=forms.HiddenInput)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -53,7 +92,52 @@ class ReleaseForm(forms.Form):
                 "include_identities",
                 "Identities are only exported with raw annotations: tick both or neither.",
             )
+        mode = cleaned.get("policy_mode") or "consensus"
+        policy = {
+            "mode": mode,
+            "min_confidence": cleaned.get("min_confidence") if mode == "confidence" else None,
+            "exclude_flagged": bool(cleaned.get("exclude_flagged")),
+        }
+        split = None
+        if cleaned.get("split_enabled"):
+            split = {
+                "seed": cleaned.get("split_seed"),
+                "ratios": {
+                    "train": cleaned.get("split_train"),
+                    "validation": cleaned.get("split_validation"),
+                    "test": cleaned.get("split_test"),
+                },
+                "group_key": cleaned.get("split_group_key") or "",
+            }
+            if split["seed"] is None:
+                split.pop("seed")  # the default seed
+        for key, value, clean in (("policy", policy, policy_clean), ("split", split, split_clean)):
+            if self.has_error(FORM_FIELDS[f"{key}.{'mode' if key == 'policy' else 'seed'}"]):
+                continue
+            try:
+                cleaned[key] = clean(value)
+            except ApplicationError as exc:
+                self.add_service_errors(exc)
         return cleaned
+
+    def add_service_errors(self, exc: ApplicationError) -> None:
+        """Show a service's field errors (policy.min_confidence, split.ratios...) on the form."""
+        for path, messages_ in (exc.fields or {"": [exc.message]}).items():
+            field = FORM_FIELDS.get(path)
+            for message in messages_:
+                if field and not self.has_error(field):
+                    self.add_error(field, message)
+                elif not field:
+                    self.add_error(None, message)
+
+    def release_kwargs(self) -> dict[str, Any]:
+        """The cleaned form as release_create's keyword arguments."""
+        raw = {"min_confidence", "exclude_flagged"}  # folded into policy and split
+        return {
+            key: value
+            for key, value in self.cleaned_data.items()
+            if key not in raw and not key.startswith(("policy_", "split_"))
+        }
 
 
 def _role(request: HtmxHttpRequest, project: Project) -> str:
@@ -72,10 +156,16 @@ def release_list(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         if not may_manage:
             raise PermissionDenied("Only the project's owners can create releases.")
         if form.is_valid():
-            release = release_create(project=project, user=request.user, **form.cleaned_data)
-            messages.success(request, f"Building {release.tag}.")
-            url = reverse("releases:release-detail", args=[release.pk])
-            return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+            try:
+                release = release_create(
+                    project=project, user=request.user, **form.release_kwargs()
+                )
+            except ApplicationError as exc:
+                form.add_service_errors(exc)
+            else:
+                messages.success(request, f"Building {release.tag}.")
+                url = reverse("releases:release-detail", args=[release.pk])
+                return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
     context = {
         "project": project,
         "role": _role(request, project),
@@ -88,17 +178,37 @@ def release_list(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 
 def _detail_context(request: HtmxHttpRequest, release: Release) -> dict[str, Any]:
-    files = {f.format: f for f in release.files.all()}
+    downloadable = release_formats()
+    order = {fmt: n for n, fmt in enumerate(downloadable)}
+    files = sorted(release.files.all(), key=lambda f: (order.get(f.format, len(order)), f.format))
     agreement = (release.manifest or {}).get("agreement", {})
+    finished = release.status in FINISHED
     return {
         "project": release.project,
         "release": release,
-        "finished": release.status in FINISHED,
+        "finished": finished,
         "may_manage": release_may_manage(user=request.user, project=release.project),
         "label_rows": release_label_rows(release=release),
-        "files": [files[fmt] for fmt in release_formats() if fmt in files],
+        # every file of the release, the data files first; some (manifest) are not served
+        "files": [
+            {
+                "file": file,
+                "name": file.path.rsplit("/", 1)[-1],
+                "downloadable": file.format in order and file.format != "manifest",
+            }
+            for file in files
+        ],
         "kappa_reading": agreement_reading_kappa(agreement.get("fleiss_kappa")),
         "alpha_reading": agreement_reading_alpha(agreement.get("krippendorff_alpha")),
+        "datasheet": render_markdown(release.datasheet) if release.datasheet else "",
+        "other_versions": (
+            release_list_for_project(project=release.project)
+            .filter(status=Release.Status.READY)
+            .exclude(pk=release.pk)
+            .values_list("version", flat=True)
+            if finished
+            else []
+        ),
     }
 
 
@@ -132,14 +242,19 @@ def release_retry_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_GET
-def release_download(request: HtmxHttpRequest, pk: int, fmt: str) -> HttpResponse:
-    """Send a release file as an attachment once its checksum is verified."""
+def release_download(request: HtmxHttpRequest, pk: int, fmt: str) -> HttpResponseBase:
+    """Send a release file once its checksum is verified (ranges supported), or redirect to a
+    signed object-storage URL (quality.releases.delivery)."""
     release = release_get_for_user(user=request.user, release_id=pk)
     try:
-        download = release_file_open(release=release, fmt=fmt)
+        return release_download_response(
+            release=release,
+            fmt=fmt,
+            range_header=request.headers.get("Range"),
+            if_range=request.headers.get("If-Range"),
+        )
     except ApplicationError as exc:
         context = {"release": release, "project": release.project, "error": exc.message}
         return TemplateResponse(
             request, "quality/release_error.html", context, status=exc.status_code
         )
-    return download.response()

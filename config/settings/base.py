@@ -97,10 +97,52 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_ROOT = env.path("ASSAY_MEDIA_ROOT", default=BASE_DIR / "var" / "media")
 MEDIA_URL = "/media/"
+# >>> Storage and release delivery (STORAGES block; see docs/deployment.md) >>>>>>>>>>>>>>>>>>>>>>
+# ASSAY_STORAGE: "filesystem" (default, MEDIA_ROOT) or "s3" (any S3-compatible object store via
+# django-storages; uploads, images and release files). With s3, release downloads answer a 302 to
+# a signed URL valid ASSAY_RELEASE_URL_EXPIRY_SECONDS instead of streaming through Django.
+ASSAY_STORAGE = env("ASSAY_STORAGE", default="filesystem")
+ASSAY_RELEASE_URL_EXPIRY_SECONDS = env.int("ASSAY_RELEASE_URL_EXPIRY_SECONDS", default=300)
+if ASSAY_STORAGE == "s3":
+    _DEFAULT_STORAGE = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": env("AWS_STORAGE_BUCKET_NAME"),
+            "endpoint_url": env("AWS_S3_ENDPOINT_URL", default=None),
+            "access_key": env("AWS_ACCESS_KEY_ID"),
+            "secret_key": env("AWS_SECRET_ACCESS_KEY"),
+            "region_name": env("AWS_S3_REGION_NAME", default=None),
+            "signature_version": env("AWS_S3_SIGNATURE_VERSION", default="s3v4"),
+            "querystring_auth": True,
+            "querystring_expire": ASSAY_RELEASE_URL_EXPIRY_SECONDS,
+            "file_overwrite": False,
+            "default_acl": None,
+        },
+    }
+elif ASSAY_STORAGE == "filesystem":
+    _DEFAULT_STORAGE = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+else:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"ASSAY_STORAGE must be 'filesystem' or 's3', not {ASSAY_STORAGE!r}."
+    )
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _DEFAULT_STORAGE,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
+# Downloads redirect to signed storage URLs (default: on with s3) instead of streaming.
+ASSAY_RELEASE_SIGNED_REDIRECT = env.bool(
+    "ASSAY_RELEASE_SIGNED_REDIRECT", default=ASSAY_STORAGE == "s3"
+)
+# How long a streamed file's checksum verification is trusted for ranged requests.
+ASSAY_RELEASE_VERIFY_CACHE_SECONDS = env.int("ASSAY_RELEASE_VERIFY_CACHE_SECONDS", default=3600)
+# Release webhooks may target private, loopback and link-local addresses only when this is on
+# (SSRF guard; turn on for local development and tests, never in production).
+ASSAY_WEBHOOK_ALLOW_PRIVATE = env.bool("ASSAY_WEBHOOK_ALLOW_PRIVATE", default=False)
+# The site's public base URL, for links in webhook bodies (no request there to build them from).
+ASSAY_PUBLIC_URL = env("ASSAY_PUBLIC_URL", default="http://localhost:8000")
+# <<< Storage and release delivery <<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<
 # Uploads larger than this are refused before they are read (imports stream from a temp file).
 ASSAY_IMPORT_MAX_BYTES = env.int("ASSAY_IMPORT_MAX_BYTES", default=200 * 1024 * 1024)
 # Claims sweep their project's expired reservations at most this often (per process).
@@ -136,7 +178,7 @@ CELERY_TASK_TIME_LIMIT = 360
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Task modules beyond each app's tasks.py (autodiscovered).
-CELERY_IMPORTS = ("quality.release_tasks",)
+CELERY_IMPORTS = ("quality.release_tasks", "quality.releases.webhooks")
 CELERY_BEAT_SCHEDULE = {
     "release-stale-assignments": {
         "task": "crowd.tasks.assignment_expire_stale_task",

@@ -14,6 +14,27 @@ from quality.models import Release, ReleaseFile
 class ReleaseCreateInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     notes = serializers.CharField(max_length=10_000, required=False, allow_blank=True, default="")
+    purpose = serializers.CharField(
+        max_length=10_000,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Why the dataset was made (shown in its datasheet).",
+    )
+    licence = serializers.CharField(
+        max_length=200,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="The licence the dataset is released under, e.g. CC BY 4.0.",
+    )
+    intended_use = serializers.CharField(
+        max_length=10_000,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="What the dataset is for, and what it is not for.",
+    )
     include_raw = serializers.BooleanField(
         required=False,
         default=False,
@@ -25,6 +46,28 @@ class ReleaseCreateInputSerializer(serializers.Serializer):
         help_text=(
             "Only with include_raw: each annotation also carries the annotator's username, "
             "email and external platform ids. Off unless asked for explicitly."
+        ),
+    )
+
+    policy = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text=(
+            'Which items the release takes: {"mode": "consensus" | "confidence" | "expert", '
+            '"min_confidence": 0..1 (confidence mode only), "exclude_flagged": bool}. '
+            "Omitted: every item with a consensus."
+        ),
+    )
+    split = serializers.JSONField(
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text=(
+            'A deterministic train/validation/test split: {"seed": int, "ratios": {"train", '
+            '"validation", "test"} adding up to 1, "group_key": item data field or ""}; '
+            "missing fields default to seed 42, 80/10/10, no group key; true: all defaults. "
+            "Omitted, null, false or {}: no split column."
         ),
     )
 
@@ -57,6 +100,10 @@ class ReleaseOutputSerializer(serializers.Serializer):
     include_identities = serializers.BooleanField()
     item_cutoff_id = serializers.IntegerField()
     annotation_cutoff_id = serializers.IntegerField()
+    policy = serializers.JSONField(
+        help_text="The selection policy (normalised; {} on releases made before policies)."
+    )
+    split = serializers.JSONField(help_text="The split config; {} when there is none.")
     created_by = serializers.CharField(source="created_by.username")
     created_at = serializers.DateTimeField()
     built_at = serializers.DateTimeField(allow_null=True)

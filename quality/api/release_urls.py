@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
+from quality.api import release_diff_views, release_webhook_views
 from quality.api import release_views as views
 
 urlpatterns = [
@@ -11,6 +12,16 @@ urlpatterns = [
         "projects/<int:project_id>/releases/",
         views.ReleaseListApi.as_view(),
         name="release-list",
+    ),
+    path(
+        "projects/<int:project_id>/releases/diff/",
+        release_diff_views.ReleaseDiffApi.as_view(),
+        name="release-diff",
+    ),
+    path(
+        "projects/<int:project_id>/releases/webhook/",
+        release_webhook_views.ReleaseWebhookApi.as_view(),
+        name="release-webhook",
     ),
     path("releases/<int:release_id>/", views.ReleaseDetailApi.as_view(), name="release-detail"),
     path(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from django.http import FileResponse
+from django.http.response import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -21,11 +21,11 @@ from quality.api.release_serializers import (
 from quality.releases import (
     project_get_for_releases,
     release_create,
-    release_file_open,
     release_formats,
     release_get_for_user,
     release_list_for_project,
 )
+from quality.releases.delivery import release_download_response
 
 FORMAT_PARAMETER = OpenApiParameter(
     "format", OpenApiTypes.STR, enum=release_formats(), required=True, description="File format."
@@ -69,7 +69,8 @@ class _FormatIsNotARenderer(DefaultContentNegotiation):
 
 
 class ReleaseDownloadApi(APIView):
-    """Stream a ready release's file after verifying its checksum (409 while building)."""
+    """Stream a ready release's file after verifying its checksum (409 while building); one
+    HTTP byte range per request (206/416), or a 302 to a signed URL with object storage."""
 
     content_negotiation_class = _FormatIsNotARenderer
 
@@ -77,13 +78,21 @@ class ReleaseDownloadApi(APIView):
         parameters=[FORMAT_PARAMETER],
         responses={
             (200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY),
+            (206, "application/octet-stream"): OpenApiResponse(
+                OpenApiTypes.BINARY, description="The byte range asked for in Range."
+            ),
+            302: OpenApiResponse(description="Redirect to a short-lived signed storage URL."),
             400: OpenApiResponse(description="Unknown format."),
             409: OpenApiResponse(description="The release is not ready."),
+            416: OpenApiResponse(description="The Range lies outside the file."),
             500: OpenApiResponse(description="The stored file failed its checksum."),
         },
     )
-    def get(self, request: Request, release_id: int) -> FileResponse:
+    def get(self, request: Request, release_id: int) -> HttpResponseBase:
         release = release_get_for_user(user=request.user, release_id=release_id)
-        fmt = request.query_params.get("format", "")
-        download = release_file_open(release=release, fmt=fmt)
-        return download.response()
+        return release_download_response(
+            release=release,
+            fmt=request.query_params.get("format", ""),
+            range_header=request.headers.get("Range"),
+            if_range=request.headers.get("If-Range"),
+        )

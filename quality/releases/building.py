@@ -4,6 +4,12 @@ The build runs in a task, in autocommit, reading items and annotations through t
 server-side cursors and writing data.jsonl and data.csv to a temporary directory while
 hashing them; manifest.json describes the result. Files are copied to storage and the
 release marked ready in one final transaction, under the release's row lock.
+
+Both builders (this one for categorical types, `typed_building` for structured ones) apply
+the release's selection policy (`policy`) per item and hand their rows to a `RowSink`, which
+adds the `split` column when the release has a split (`splits`). Every file beyond data.jsonl
+and data.csv is written in `extra_files_write`; `manifest_publish` writes manifest.json and
+publishes: the two places to extend.
 """
 
 from __future__ import annotations
@@ -37,6 +43,15 @@ from core.exceptions import ApplicationError
 from crowd.models import ExternalIdentity
 from quality.metrics import fleiss_kappa, krippendorff_alpha_nominal, vote_shares
 from quality.models import ItemScore, Release, ReleaseFile, ReviewDecision
+from quality.releases.policy import excluded_workers, policy_admits, policy_describe, policy_of
+from quality.releases.splits import (
+    SPLITS,
+    SplitCollector,
+    previous_release,
+    previous_splits,
+    split_of,
+)
+from quality.releases.webhooks import release_ready_announce
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +161,123 @@ class _HashingWriter:
         return {"sha256": self._hash.hexdigest(), "size": self.size}
 
 
+class RowSink:
+    """Where a builder's rows go: straight into data.jsonl and data.csv, or, when the release
+    has a split, first into a staging file while the split's inputs are collected; `close`
+    then assigns the splits and writes both files with a `split` column (the last CSV column).
+    """
+
+    STAGING = "rows.staging.jsonl"
+
+    def __init__(
+        self, *, release: Release, workdir: Path, header: list[str], labels: list[str]
+    ) -> None:
+        self.release = release
+        self.workdir = workdir
+        self.split = split_of(release)
+        self.collector = SplitCollector(config=self.split, labels=labels) if self.split else None
+        self.header = [*header, "split"] if self.split else list(header)
+        if self.collector is not None:
+            self._staging = (workdir / self.STAGING).open("w", encoding="utf-8")
+        else:
+            self._open_outputs()
+
+    def _open_outputs(self) -> None:
+        self._jsonl = _HashingWriter(self.workdir / DATA_FILES["jsonl"])
+        self._csv = _HashingWriter(self.workdir / DATA_FILES["csv"])
+        self._rows = csv.writer(self._csv, lineterminator="\n")
+        self._rows.writerow(self.header)
+
+    def _write(self, record: dict[str, Any], csv_row: list[Any]) -> None:
+        self._jsonl.write(_dumps(record) + "\n")
+        self._rows.writerow([csv_safe(cell) for cell in csv_row])
+
+    def add(self, record: dict[str, Any], csv_row: list[Any], *, stratum: str) -> None:
+        """One released item: its JSONL record, its CSV cells, and its split stratum label."""
+        if self.collector is None:
+            self._write(record, csv_row)
+            return
+        self.collector.add(item_id=record["item_id"], data=record["data"], stratum=stratum)
+        self._staging.write(_dumps([record, csv_row]) + "\n")
+
+    def close(self) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """The manifest entries of data.csv and data.jsonl, and the manifest's split section
+        (None without a split)."""
+        summary = None
+        if self.collector is not None:
+            self._staging.close()
+            based_on = previous_release(self.release, self.split)
+            assigned = self.collector.assign(previous_splits(based_on) if based_on else None)
+            self._open_outputs()
+            staging = self.workdir / self.STAGING
+            with staging.open("r", encoding="utf-8") as lines:
+                for line, k in zip(lines, assigned.tolist(), strict=True):
+                    record, csv_row = json.loads(line)
+                    record["split"] = SPLITS[k]
+                    self._write(record, [*csv_row, SPLITS[k]])
+            staging.unlink()
+            summary = self.collector.summary(assigned, based_on)
+        files = [
+            {"format": "csv", "path": DATA_FILES["csv"], **self._csv.close()},
+            {"format": "jsonl", "path": DATA_FILES["jsonl"], **self._jsonl.close()},
+        ]
+        return files, summary
+
+
+def extra_files_write(
+    *, release: Release, config: TaskConfig, task_type: Any, workdir: Path
+) -> list[dict[str, Any]]:
+    """Write every file beyond data.jsonl and data.csv from the finished data.jsonl: the task
+    type's export forms, then Parquet, the Hugging Face directory and Label Studio JSON
+    (quality.releases.formats); their manifest entries."""
+    from quality.releases.formats import formats_write  # it reads this module's constants
+
+    source = workdir / DATA_FILES["jsonl"]
+    entries = [
+        export_form_write(form=form, config=config, source=source, workdir=workdir)
+        for form in task_type.export_forms_for(config)
+    ]
+    entries += formats_write(
+        release=release, config=config, task_type=task_type, source=source, workdir=workdir
+    )
+    return entries
+
+
+def manifest_publish(
+    *, release: Release, workdir: Path, manifest: dict[str, Any], files: list[dict[str, Any]]
+) -> None:
+    """Write the datasheet and manifest.json (sorted keys, so a rebuild gives the same bytes)
+    and publish the release with them; `files` are the entries the manifest lists."""
+    from quality.releases.datasheet import datasheet_write  # it reads this module's constants
+
+    described = {key: value for key, value in manifest.items() if key != "files"}
+    sheet = datasheet_write(release=release, manifest=described, workdir=workdir)
+    files = [*files, sheet]
+    manifest = {**manifest, "files": files}
+    body = (json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
+    (workdir / MANIFEST_FILE).write_bytes(body)
+    entry = {
+        "format": "manifest",
+        "path": MANIFEST_FILE,
+        "sha256": hashlib.sha256(body).hexdigest(),
+        "size": len(body),
+    }
+    _publish(release=release, workdir=workdir, manifest=manifest, files=[*files, entry])
+
+
+def policy_manifest(
+    policy: dict[str, Any], *, items_left_out: int, answers_left_out: int, workers_left_out: int
+) -> dict[str, Any]:
+    """The manifest's policy section: the stored policy, what it means, and what it left out."""
+    return {
+        **policy,
+        "description": policy_describe(policy),
+        "items_left_out": items_left_out,
+        "annotations_left_out": answers_left_out,
+        "workers_left_out": workers_left_out,
+    }
+
+
 ENGINE_METHOD = (
     "quality engine ({methods}); expert review decisions are final; "
     "majority vote, ties by label order, where the engine has no label"
@@ -180,6 +312,9 @@ class _Totals:
     identities: dict[int, dict[str, Any]] = field(default_factory=dict)  # only when asked for
     expert_reviewed: int = 0
     methods: set[str] = field(default_factory=set)  # engine methods whose labels were used
+    items_left_out: int = 0  # items the policy did not take
+    answers_left_out: int = 0  # answers of excluded workers
+    workers_left_out: set[int] = field(default_factory=set)
 
 
 def _released_items(release: Release) -> QuerySet[Item]:
@@ -237,15 +372,18 @@ def _stream(release: Release, *, key: str = "label") -> Iterator[_Entry]:
         yield item_id, data, is_gold, votes, consensus
 
 
-def _final_label(consensus: _Consensus, majority: str, share: float) -> tuple[str, float, bool]:
+def _final_label(
+    consensus: _Consensus, majority: str, share: float, *, engine: bool = True
+) -> tuple[str, float, bool]:
     """(label, confidence, expert_reviewed): expert decision, else engine, else majority vote.
 
     An ItemScore already marked reviewed by a decision made after the release was created
     holds that later decision, not the engine's answer: the release uses the majority then.
+    Without `engine` (the engine counted answers the release leaves out) the majority is used.
     """
     if consensus.reviewed_label:
         return consensus.reviewed_label, 1.0, True
-    if consensus.engine_label and consensus.state != ItemScore.State.REVIEWED:
+    if engine and consensus.engine_label and consensus.state != ItemScore.State.REVIEWED:
         return consensus.engine_label, round(consensus.engine_confidence, 4), False
     return majority, share, False
 
@@ -284,115 +422,143 @@ def _build_into(*, release: Release, workdir: Path) -> None:
     ]
     if release.include_raw:
         header.append("annotations")
-    jsonl = _HashingWriter(workdir / DATA_FILES["jsonl"])
-    csv_sink = _HashingWriter(workdir / DATA_FILES["csv"])
-    rows = csv.writer(csv_sink, lineterminator="\n")
-    rows.writerow(header)
-    totals, batch = _Totals(), []
+    sink = RowSink(release=release, workdir=workdir, header=header, labels=labels)
+    policy = policy_of(release)
+    build = _Build(release, policy, excluded_workers(release, policy), index, labels, sink)
+    batch, seen = [], 0
     if release.include_raw and release.include_identities:
-        totals.identities = _identities(release)
+        build.totals.identities = _identities(release)
     for entry in _stream(release, key=task_type.category_key):
         batch.append(entry)
         if len(batch) == CHUNK_SIZE:
-            _write_batch(release, batch, index, labels, jsonl, rows, totals)
+            build.write(batch)
+            seen += len(batch)
             batch = []
-            progress = 0.95 * totals.items / total if total else 0.0
+            progress = 0.95 * seen / total if total else 0.0
             Release.objects.filter(pk=release.pk).update(progress=round(progress, 4))
-    _write_batch(release, batch, index, labels, jsonl, rows, totals)
-    files = {fmt: {"format": fmt, "path": name} for fmt, name in DATA_FILES.items()}
-    files["jsonl"].update(jsonl.close())
-    files["csv"].update(csv_sink.close())
-    listed = [files["csv"], files["jsonl"]]
-    for form in task_type.export_forms_for(config):
-        files[form.key] = export_form_write(
-            form=form, config=config, source=workdir / DATA_FILES["jsonl"], workdir=workdir
-        )
-        listed.append(files[form.key])
-    manifest = _manifest(release, labels, totals, listed)
-    body = (json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
-    (workdir / MANIFEST_FILE).write_bytes(body)
-    files["manifest"] = {
-        "format": "manifest",
-        "path": MANIFEST_FILE,
-        "sha256": hashlib.sha256(body).hexdigest(),
-        "size": len(body),
-    }
-    _publish(release=release, workdir=workdir, manifest=manifest, files=list(files.values()))
+    build.write(batch)
+    totals = build.totals
+    data_files, split = sink.close()
+    files = [
+        *data_files,
+        *extra_files_write(release=release, config=config, task_type=task_type, workdir=workdir),
+    ]
+    manifest = _manifest(release, labels, totals, files)
+    manifest["policy"] = policy_manifest(
+        policy,
+        items_left_out=totals.items_left_out,
+        answers_left_out=totals.answers_left_out,
+        workers_left_out=len(totals.workers_left_out),
+    )
+    manifest["split"] = split
+    manifest_publish(release=release, workdir=workdir, manifest=manifest, files=files)
 
 
-def _write_batch(
-    release: Release,
-    batch: list[_Entry],
-    index: dict[str, int],
-    labels: list[str],
-    jsonl: _HashingWriter,
-    rows: Any,
-    totals: _Totals,
-) -> None:
-    if not batch:
-        return
-    counts = np.zeros((len(batch), len(labels)), dtype=np.int64)
-    for row, (item_id, _data, _gold, votes, _consensus) in enumerate(batch):
-        for _author, label in votes:
-            if label not in index:
-                raise ApplicationError(
-                    f"Item {item_id} has an annotation with label {label!r}, "
-                    "which is not in the release's label set."
-                )
-            counts[row, index[label]] += 1
-    winners, shares = vote_shares(counts)
-    for row, (item_id, data, is_gold, votes, consensus) in enumerate(batch):
-        agreement = round(float(shares[row]), 4)
-        label, confidence, reviewed = _final_label(consensus, labels[int(winners[row])], agreement)
-        record: dict[str, Any] = {
-            "item_id": item_id,
-            "data": data,
-            "label": label,
-            "confidence": confidence,
-            "expert_reviewed": reviewed,
-            "agreement": agreement,
-            "num_annotations": len(votes),
-            "is_gold": is_gold,
-        }
-        csv_row = [
-            item_id,
-            _text(data),
-            label,
-            confidence,
-            _flag(reviewed),
-            agreement,
-            len(votes),
-            _flag(is_gold),
-            _dumps(data),
-        ]
-        if release.include_raw:
-            for author, _label in votes:
-                if author not in totals.pseudonyms:
-                    totals.pseudonyms[author] = annotator_pseudonym(
-                        project_id=release.project_id, user_id=author
+@dataclass
+class _Build:
+    """The categorical build's state: policy, excluded workers, label index, sink, totals."""
+
+    release: Release
+    policy: dict[str, Any]
+    excluded: frozenset[int]
+    index: dict[str, int]
+    labels: list[str]
+    sink: RowSink
+    totals: _Totals = field(default_factory=_Totals)
+
+    def _kept(self, batch: list[_Entry]) -> list[tuple[_Entry, bool]]:
+        """The batch without excluded workers' answers; (entry, engine label still valid)."""
+        if not self.excluded:
+            return [(entry, True) for entry in batch]
+        kept = []
+        for item_id, data, is_gold, votes, consensus in batch:
+            counted = [vote for vote in votes if vote[0] not in self.excluded]
+            left_out = len(votes) - len(counted)
+            self.totals.answers_left_out += left_out
+            self.totals.workers_left_out.update(a for a, _l in votes if a in self.excluded)
+            if not counted and not consensus.reviewed_label:
+                self.totals.items_left_out += 1
+                continue
+            kept.append(((item_id, data, is_gold, counted, consensus), left_out == 0))
+        return kept
+
+    def write(self, batch: list[_Entry]) -> None:
+        """Write the rows of one batch of items that the policy takes."""
+        entries = self._kept(batch)
+        if not entries:
+            return
+        release, labels, index, totals = self.release, self.labels, self.index, self.totals
+        counts = np.zeros((len(entries), len(labels)), dtype=np.int64)
+        for row, ((item_id, _data, _gold, votes, _consensus), _engine) in enumerate(entries):
+            for _author, label in votes:
+                if label not in index:
+                    raise ApplicationError(
+                        f"Item {item_id} has an annotation with label {label!r}, "
+                        "which is not in the release's label set."
                     )
-            record["annotations"] = [
-                {
-                    "annotator": totals.pseudonyms[author],
-                    "label": vote,
-                    **totals.identities.get(author, {}),
-                }
-                for author, vote in votes
+                counts[row, index[label]] += 1
+        winners, shares = vote_shares(counts)
+        for row, ((item_id, data, is_gold, votes, consensus), engine) in enumerate(entries):
+            agreement = round(float(shares[row]), 4)
+            label, confidence, reviewed = _final_label(
+                consensus, labels[int(winners[row])], agreement, engine=engine
+            )
+            if not policy_admits(self.policy, confidence=confidence, reviewed=reviewed):
+                totals.items_left_out += 1
+                continue
+            record: dict[str, Any] = {
+                "item_id": item_id,
+                "data": data,
+                "label": label,
+                "confidence": confidence,
+                "expert_reviewed": reviewed,
+                "agreement": agreement,
+                "num_annotations": len(votes),
+                "is_gold": is_gold,
+            }
+            csv_row = [
+                item_id,
+                _text(data),
+                label,
+                confidence,
+                _flag(reviewed),
+                agreement,
+                len(votes),
+                _flag(is_gold),
+                _dumps(data),
             ]
-            csv_row.append(_dumps(record["annotations"]))
-        jsonl.write(_dumps(record) + "\n")
-        rows.writerow([csv_safe(cell) for cell in csv_row])
-        totals.items += 1
-        totals.gold_items += int(is_gold)
-        totals.annotations += len(votes)
-        totals.workers.update(author for author, _label in votes)
-        totals.consensus[label] += 1
-        totals.expert_reviewed += int(reviewed)
-        if consensus.engine_label and not reviewed and label == consensus.engine_label:
-            totals.methods.add(consensus.engine_method or "engine")
-        totals.votes.update(vote for _author, vote in votes)
-        if not is_gold:  # agreement covers regular items, as on the quality dashboard
-            totals.patterns[tuple(int(n) for n in counts[row])] += 1
+            if release.include_raw:
+                for author, _label in votes:
+                    if author not in totals.pseudonyms:
+                        totals.pseudonyms[author] = annotator_pseudonym(
+                            project_id=release.project_id, user_id=author
+                        )
+                record["annotations"] = [
+                    {
+                        "annotator": totals.pseudonyms[author],
+                        "label": vote,
+                        **totals.identities.get(author, {}),
+                    }
+                    for author, vote in votes
+                ]
+                csv_row.append(_dumps(record["annotations"]))
+            self.sink.add(record, csv_row, stratum=label)
+            totals.items += 1
+            totals.gold_items += int(is_gold)
+            totals.annotations += len(votes)
+            totals.workers.update(author for author, _label in votes)
+            totals.consensus[label] += 1
+            totals.expert_reviewed += int(reviewed)
+            if (
+                engine
+                and consensus.engine_label
+                and not reviewed
+                and label == consensus.engine_label
+            ):
+                totals.methods.add(consensus.engine_method or "engine")
+            totals.votes.update(vote for _author, vote in votes)
+            if not is_gold:  # agreement covers regular items, as on the quality dashboard
+                totals.patterns[tuple(int(n) for n in counts[row])] += 1
 
 
 def _text(data: Any) -> str:
@@ -540,3 +706,4 @@ def _publish(
         locked.error = ""
         locked.built_at = timezone.now()
         locked.save(update_fields=["manifest", "status", "progress", "error", "built_at"])
+        release_ready_announce(locked.pk)  # the project's webhook, once this commits

@@ -7,14 +7,15 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import PermissionDenied
 from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models import Max
-from django.http import FileResponse
+from django.http import FileResponse, HttpResponse
+from django.http.response import HttpResponseBase
 from django.utils.text import slugify
 
 from annotation.models import Annotation, Item, Project
@@ -23,7 +24,10 @@ from core.exceptions import ApplicationError, ConflictError
 from quality.models import Release
 from quality.release_tasks import release_build_task
 from quality.releases.building import DATA_FILES
+from quality.releases.policy import policy_clean
+from quality.releases.ranges import FileSlice, RangeNotSatisfiableError, byte_range_parse
 from quality.releases.selectors import release_may_manage
+from quality.releases.splits import split_clean
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +37,12 @@ CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv; charset=utf-
 
 
 def release_formats() -> list[str]:
-    """Every downloadable format: the data files, then each task type's export forms."""
+    """Every downloadable format: the data files, Parquet, the Hugging Face directory, Label
+    Studio JSON, the datasheet, then each task type's export forms."""
+    from quality.releases.formats import RELEASE_FORMATS  # formats imports building
+
     forms = [form.key for task_type in task_types().values() for form in task_type.export_forms]
-    return [*DATA_FILES, *dict.fromkeys(forms)]
+    return [*DATA_FILES, *RELEASE_FORMATS, "datasheet", *dict.fromkeys(forms)]
 
 
 class ReleaseIntegrityError(ApplicationError):
@@ -54,11 +61,20 @@ def release_create(
     notes: str = "",
     include_raw: bool = False,
     include_identities: bool = False,
+    policy: dict[str, Any] | None = None,
+    split: dict[str, Any] | None = None,
+    purpose: str = "",
+    licence: str = "",
+    intended_use: str = "",
 ) -> Release:
     """Freeze the project's current items, annotations and settings as the next version.
 
     `include_identities` (only with `include_raw`) is the owner's explicit request to put
-    annotators' usernames, emails and external platform ids in the files.
+    annotators' usernames, emails and external platform ids in the files. `policy` is the
+    selection policy (quality.releases.policy; None: every item with a consensus) and `split`
+    the train/validation/test split (quality.releases.splits; None or {}: no split column).
+    Bad values raise ApplicationError with field paths such as `policy.min_confidence`.
+    `purpose`, `licence` and `intended_use` are the owner's words for the datasheet.
 
     Locks the project row so concurrent calls get consecutive versions (the unique constraint
     on (project, version) backs this up). Enqueues the build on commit.
@@ -70,6 +86,8 @@ def release_create(
         raise ApplicationError(
             message, code="identities_need_raw", fields={"include_identities": [message]}
         )
+    policy = policy_clean(policy)
+    split = split_clean(split)
     locked = Project.objects.select_for_update().get(pk=project.pk)
     last = Release.objects.filter(project=locked).aggregate(v=Max("version"))["v"] or 0
     item_cutoff = Item.objects.filter(project=locked).aggregate(m=Max("id"))["m"] or 0
@@ -81,6 +99,11 @@ def release_create(
         notes=notes.strip(),
         include_raw=include_raw,
         include_identities=include_identities,
+        policy=policy,
+        split=split,
+        purpose=purpose.strip(),
+        licence=licence.strip(),
+        intended_use=intended_use.strip(),
         item_cutoff_id=item_cutoff,
         annotation_cutoff_id=annotation_cutoff,
         config_snapshot={key: getattr(locked, key) for key in SNAPSHOT_FIELDS},
@@ -126,14 +149,36 @@ class ReleaseDownload:
     sha256: str
     size: int
 
-    def response(self) -> FileResponse:
-        """The file as a private attachment whose ETag is its checksum (pages and the API)."""
-        response = FileResponse(
-            self.file,
-            as_attachment=True,
-            filename=self.filename,
-            content_type=self.content_type,
-        )
+    def response(self, range_header: str | None = None) -> HttpResponseBase:
+        """The file as a private attachment whose ETag is its checksum (pages and the API);
+        a single byte range of it (206) when `range_header` asks for one, 416 when that range
+        lies outside the file. Every answer says Accept-Ranges: bytes."""
+        try:
+            byte_range = byte_range_parse(range_header, self.size)
+        except RangeNotSatisfiableError:
+            self.file.close()
+            response: HttpResponseBase = HttpResponse(
+                f"The range lies outside the file ({self.size} bytes).",
+                status=416,
+                content_type="text/plain; charset=utf-8",
+            )
+            response["Content-Range"] = f"bytes */{self.size}"
+        else:
+            body = self.file
+            if byte_range is not None:
+                self.file.seek(byte_range.start)
+                body = FileSlice(self.file, byte_range.length)
+            response = FileResponse(
+                body,
+                as_attachment=True,
+                filename=self.filename,
+                content_type=self.content_type,
+                status=200 if byte_range is None else 206,
+            )
+            response["Content-Length"] = str(self.size if byte_range is None else byte_range.length)
+            if byte_range is not None:
+                response["Content-Range"] = byte_range.content_range
+        response["Accept-Ranges"] = "bytes"
         response["ETag"] = f'"{self.sha256}"'
         response["Cache-Control"] = "private, max-age=0"
         return response

@@ -8,12 +8,15 @@ own inputs, so a rebuild gives the same bytes). `label` holds the value's short 
 `confidence` the rule's support. Answers superseded by a label schema change before the release
 was created are left out. Agreement is the type's own measures over the first
 AGREEMENT_ITEMS regular items with two or more answers (the manifest says how many were used).
+
+The selection policy (`policy`) applies as in `building`: excluded workers' answers are left
+out before the consensus rule runs, and "confidence" compares the rule's support. With a split,
+an item's stratum is the first label its value uses (its first span or box label, its first
+label for multi-label), "" for values without labels (free text, rating, no consensus).
 """
 
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -28,19 +31,18 @@ from annotation.task_types import TaskConfig, TaskType, Vote
 from quality.models import Release, ReviewDecision
 from quality.releases.building import (
     CHUNK_SIZE,
-    DATA_FILES,
-    MANIFEST_FILE,
+    RowSink,
     _dumps,
     _flag,
-    _HashingWriter,
     _identities,
-    _publish,
     _released_items,
     _text,
     annotator_pseudonym,
-    csv_safe,
-    export_form_write,
+    extra_files_write,
+    manifest_publish,
+    policy_manifest,
 )
+from quality.releases.policy import excluded_workers, policy_admits, policy_of
 
 AGREEMENT_ITEMS = 20_000
 HEADER = [
@@ -120,18 +122,29 @@ def build_typed_into(
 ) -> None:
     """Write data.jsonl, data.csv, the type's export forms and the manifest; publish them."""
     header = [*HEADER, "annotations"] if release.include_raw else HEADER
-    jsonl = _HashingWriter(workdir / DATA_FILES["jsonl"])
-    csv_sink = _HashingWriter(workdir / DATA_FILES["csv"])
-    rows = csv.writer(csv_sink, lineterminator="\n")
-    rows.writerow(header)
+    label_values = [label["value"] for label in config.labels]
+    sink = RowSink(release=release, workdir=workdir, header=header, labels=["", *label_values])
+    policy = policy_of(release)
+    excluded = excluded_workers(release, policy)
     identities = _identities(release) if release.include_raw and release.include_identities else {}
     pseudonyms: dict[int, str] = {}
     sample: dict[int, list[Vote]] = {}
     workers: set[int] = set()
+    left_out: set[int] = set()
     counts = Counter[str]()
     consensus_labels, answer_labels = Counter[str](), Counter[str]()
     total = _released_items(release).count()
-    for item_id, data, is_gold, answers, decision in _stream(release):
+    for item_id, data, is_gold, all_answers, decision in _stream(release):
+        counts["seen"] += 1
+        if counts["seen"] % CHUNK_SIZE == 0:
+            progress = 0.9 * counts["seen"] / total if total else 0.0
+            Release.objects.filter(pk=release.pk).update(progress=round(progress, 4))
+        answers = [(a, v) for a, v in all_answers if a not in excluded]
+        counts["answers_left_out"] += len(all_answers) - len(answers)
+        left_out.update(a for a, _v in all_answers if a in excluded)
+        if not answers and decision is None:
+            counts["items_left_out"] += 1
+            continue
         votes = [Vote(worker_id=author, value=value) for author, value in answers]
         if decision is not None:
             value, confidence, reviewed = decision, 1.0, True
@@ -140,6 +153,11 @@ def build_typed_into(
             value = None if consensus is None else dict(consensus.value)
             confidence = 0.0 if consensus is None else round(float(consensus.support), 4)
             reviewed = False
+        if not policy_admits(
+            policy, confidence=confidence, reviewed=reviewed, has_value=value is not None
+        ):
+            counts["items_left_out"] += 1
+            continue
         summary = task_type.summary(value)
         record: dict[str, Any] = {
             "item_id": item_id,
@@ -173,33 +191,24 @@ def build_typed_into(
                 for author, answer in answers
             ]
             csv_row.append(_dumps(record["annotations"]))
-        jsonl.write(_dumps(record) + "\n")
-        rows.writerow([csv_safe(cell) for cell in csv_row])
+        used = _value_labels(value)
+        sink.add(record, csv_row, stratum=used[0] if used else "")
         counts["items"] += 1
         counts["gold_items"] += int(is_gold)
         counts["annotations"] += len(votes)
         counts["expert_reviewed"] += int(reviewed)
         workers.update(author for author, _value in answers)
-        consensus_labels.update(_value_labels(value))
+        consensus_labels.update(used)
         answer_labels.update(label for _a, answer in answers for label in _value_labels(answer))
         if not is_gold and len(votes) >= 2 and len(sample) < AGREEMENT_ITEMS:
             sample[item_id] = votes
-        if counts["items"] % CHUNK_SIZE == 0:
-            progress = 0.9 * counts["items"] / total if total else 0.0
-            Release.objects.filter(pk=release.pk).update(progress=round(progress, 4))
 
+    data_files, split = sink.close()
     files = [
-        {"format": "csv", "path": DATA_FILES["csv"], **csv_sink.close()},
-        {"format": "jsonl", "path": DATA_FILES["jsonl"], **jsonl.close()},
+        *data_files,
+        *extra_files_write(release=release, config=config, task_type=task_type, workdir=workdir),
     ]
-    for form in task_type.export_forms_for(config):
-        files.append(
-            export_form_write(
-                form=form, config=config, source=workdir / DATA_FILES["jsonl"], workdir=workdir
-            )
-        )
     agreement = task_type.agreement(sample, config=config) if sample else {}
-    label_values = [label["value"] for label in config.labels]
     manifest = {
         "format_version": 1,
         "project_id": release.project_id,
@@ -226,22 +235,19 @@ def build_typed_into(
             "annotations": {label: answer_labels[label] for label in label_values},
         },
         "agreement": {**_rounded(agreement), "items_measured": len(sample)},
-        "consensus_method": f"{task_type.name}: the type's consensus rule over every answer; "
-        "expert review decisions are final",
+        "consensus_method": f"{task_type.name}: the type's consensus rule over every counted "
+        "answer; expert review decisions are final",
         "expert_reviewed": counts["expert_reviewed"],
         "files": files,
+        "policy": policy_manifest(
+            policy,
+            items_left_out=counts["items_left_out"],
+            answers_left_out=counts["answers_left_out"],
+            workers_left_out=len(left_out),
+        ),
+        "split": split,
     }
-    body = (json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
-    (workdir / MANIFEST_FILE).write_bytes(body)
-    files.append(
-        {
-            "format": "manifest",
-            "path": MANIFEST_FILE,
-            "sha256": hashlib.sha256(body).hexdigest(),
-            "size": len(body),
-        }
-    )
-    _publish(release=release, workdir=workdir, manifest=manifest, files=files)
+    manifest_publish(release=release, workdir=workdir, manifest=manifest, files=files)
 
 
 def _rounded(figures: Mapping[str, Any]) -> dict[str, Any]:

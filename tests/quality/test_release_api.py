@@ -178,7 +178,7 @@ def test_release_detail_api_returns_manifest_and_files(ready, reviewer, client_f
     assert body["manifest"]["counts"]["items"] == 3
     assert body["manifest"]["consensus_method"] == "majority vote, ties by label order"
     files = {f["format"]: f for f in body["files"]}
-    assert set(files) == {"jsonl", "csv"}
+    assert set(files) == {"jsonl", "csv", "parquet", "hf", "labelstudio", "datasheet"}
     stored = ready.files.get(format="jsonl")
     assert files["jsonl"]["sha256"] == stored.sha256
     assert files["jsonl"]["download_url"] == download_url(ready, "jsonl")

@@ -1,0 +1,166 @@
+"""Delivering release files to pages and the API: a signed redirect to object storage, or the
+file streamed from storage (whole, or one byte range).
+
+Which way: with `ASSAY_RELEASE_SIGNED_REDIRECT` (on when `ASSAY_STORAGE=s3`), a download is a
+302 to a short-lived signed URL from `default_storage.url(path, expire=...)` (valid
+`ASSAY_RELEASE_URL_EXPIRY_SECONDS`); the object store serves the bytes and ranges itself.
+Otherwise the file is streamed from storage with HTTP range support.
+
+Checksums:
+- Redirect: the bytes never pass through us, so we trust the sha256 computed while the file was
+  written at build time. We check that the file's record and the manifest agree and that the
+  object exists; an object changed in the bucket later is not detected (keep the bucket
+  write-protected for the application's credentials only).
+- Streaming, whole file: every download reads the file once and compares its sha256 with the
+  manifest before the first byte is sent (as `release_file_open`).
+- Streaming, ranged request: a verification is remembered in the cache for
+  `ASSAY_RELEASE_VERIFY_CACHE_SECONDS`, keyed by the file's path, checksum, size and storage
+  modification time; a ranged request without such an entry verifies the whole file first. So
+  a client resuming a 1 GB download in many ranges costs one full read, not one per range, and
+  a file rewritten in place (new mtime or size) is verified again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from typing import IO
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.files.storage import default_storage
+from django.http import HttpResponseRedirect
+from django.http.response import HttpResponseBase
+from django.utils.http import content_disposition_header
+
+from core.exceptions import ApplicationError, ConflictError
+from quality.models import Release, ReleaseFile
+from quality.releases.services import (
+    CONTENT_TYPES,
+    ReleaseDownload,
+    ReleaseIntegrityError,
+    release_download_name,
+    release_formats,
+)
+
+logger = logging.getLogger(__name__)
+
+VERIFIED_KEY = "release-verified:{sha256}:{size}:{mtime}:{path}"
+
+
+@dataclass
+class ReleaseRedirect:
+    """A release file served by the object store through a short-lived signed URL."""
+
+    url: str
+    sha256: str
+
+    def response(self, range_header: str | None = None) -> HttpResponseBase:
+        """A 302 to the signed URL (the store answers ranges itself); never cached."""
+        response = HttpResponseRedirect(self.url)
+        response["Cache-Control"] = "private, no-store"
+        response["ETag"] = f'"{self.sha256}"'
+        return response
+
+
+def _record_and_checksum(*, release: Release, fmt: str) -> tuple[ReleaseFile, str, str]:
+    """The file's record, its manifest sha256 and content type, after the format and state
+    checks (400 unknown format, 409 not ready, 500 missing from the manifest or records)."""
+    if fmt not in release_formats() or fmt == "manifest":
+        allowed = ", ".join(release_formats())
+        raise ApplicationError(
+            f"Unknown format {fmt!r}; use one of: {allowed}.",
+            code="unknown_format",
+            fields={"format": [f"Use one of: {allowed}."]},
+        )
+    if release.status != Release.Status.READY:
+        raise ConflictError(f"Release {release.tag} is not ready yet.", code="not_ready")
+    listed = {entry["format"]: entry for entry in (release.manifest or {}).get("files", [])}
+    record = next((f for f in release.files.all() if f.format == fmt), None)
+    if fmt not in listed or record is None:
+        raise ReleaseIntegrityError(f"Release {release.tag} has no {fmt} file.", code="missing")
+    expected = listed[fmt]["sha256"]
+    if record.sha256 != expected:
+        logger.error("Manifest and record disagree on %s (release %s)", record.path, release.pk)
+        raise ReleaseIntegrityError(
+            f"The {fmt} file of release {release.tag} does not match its manifest; "
+            "it was not served."
+        )
+    content_type = (
+        CONTENT_TYPES.get(fmt) or listed[fmt].get("content_type", "") or "application/octet-stream"
+    )
+    return record, expected, content_type
+
+
+def _verified_key(record: ReleaseFile, size: int) -> str:
+    try:
+        mtime = default_storage.get_modified_time(record.path).timestamp()
+    except (NotImplementedError, OSError):
+        mtime = 0.0
+    return VERIFIED_KEY.format(sha256=record.sha256, size=size, mtime=mtime, path=record.path)
+
+
+def _verify(handle: IO[bytes], *, expected: str) -> tuple[bool, int]:
+    digest, size = hashlib.sha256(), 0
+    for chunk in iter(lambda: handle.read(1 << 20), b""):
+        digest.update(chunk)
+        size += len(chunk)
+    handle.seek(0)
+    return digest.hexdigest() == expected, size
+
+
+def release_file_deliver(
+    *, release: Release, fmt: str, ranged: bool = False
+) -> ReleaseDownload | ReleaseRedirect:
+    """How to serve one file of a ready release: a signed redirect (object storage) or the
+    opened, checksum-verified file. `ranged`: the client asked for a byte range, so a cached
+    verification of the same file is enough (see the module docstring)."""
+    record, expected, content_type = _record_and_checksum(release=release, fmt=fmt)
+    filename = release_download_name(release=release, fmt=fmt, path=record.path)
+    missing = f"The {fmt} file of release {release.tag} is missing from storage."
+    if settings.ASSAY_RELEASE_SIGNED_REDIRECT:
+        if not default_storage.exists(record.path):
+            raise ReleaseIntegrityError(missing, code="missing")
+        url = default_storage.url(
+            record.path,
+            parameters={
+                "ResponseContentDisposition": content_disposition_header(True, filename),
+                "ResponseContentType": content_type,
+            },
+            expire=settings.ASSAY_RELEASE_URL_EXPIRY_SECONDS,
+        )
+        return ReleaseRedirect(url=url, sha256=expected)
+    try:
+        handle = default_storage.open(record.path, "rb")
+    except FileNotFoundError:
+        raise ReleaseIntegrityError(missing, code="missing") from None
+    size = default_storage.size(record.path)
+    key = _verified_key(record, size)
+    if not (ranged and size == record.size and cache.get(key)):
+        matches, size = _verify(handle, expected=expected)
+        if not matches:
+            handle.close()
+            logger.error("Checksum mismatch on %s (release %s)", record.path, release.pk)
+            raise ReleaseIntegrityError(
+                f"The stored {fmt} file of release {release.tag} does not match its checksum; "
+                "it was not served."
+            )
+        cache.set(key, True, settings.ASSAY_RELEASE_VERIFY_CACHE_SECONDS)
+    return ReleaseDownload(
+        file=handle, filename=filename, content_type=content_type, sha256=expected, size=size
+    )
+
+
+def release_download_response(
+    *, release: Release, fmt: str, range_header: str | None = None, if_range: str | None = None
+) -> HttpResponseBase:
+    """The HTTP answer to a download request (pages and the API): 302, 200, 206 or 416.
+
+    An `If-Range` that is not the file's ETag (its quoted sha256) turns a ranged request into
+    a whole-file one, so a client never stitches parts of two different files.
+    """
+    delivery = release_file_deliver(release=release, fmt=fmt, ranged=bool(range_header))
+    if if_range and if_range.strip() != f'"{delivery.sha256}"':
+        range_header = None
+    return delivery.response(range_header=range_header)
