@@ -17,6 +17,7 @@ from annotation.access import MANAGERS, OWNERS, project_access
 from annotation.forms import ImportForm, ProjectForm, option_summary
 from annotation.imports import import_job_create
 from annotation.models import ImportJob, Project, ProjectMember
+from annotation.predictions import prediction_summary
 from annotation.selectors import (
     import_job_get_for_user,
     import_job_list,
@@ -49,6 +50,7 @@ def _detail_context(
         "imports": list(import_job_list(project=project)[:RECENT_IMPORTS])
         if role in MANAGERS
         else [],
+        "prediction_summary": prediction_summary(project=project) if is_owner else [],
     }
 
 

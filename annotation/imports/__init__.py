@@ -19,6 +19,14 @@ Rules of the format (what users are told):
   (JSONL: an object; CSV: the object as JSON text in the gold cell), checked by the type's
   `value_clean` against the item's data (errors keyed "gold.<answer field>") and stored as
   cleaned. It goes on an item with is_gold=True and is never copied into the item's data.
+- Predictions (pre-labels), optional: a JSONL row's "predictions" list of {"value", "score",
+  "model_name", "model_version"}; a CSV row's columns `prediction` (the answer as JSON, or a
+  bare label for single label), `prediction_score`, `prediction_model`,
+  `prediction_model_version` (zip metadata rows likewise). Values are checked by the type like
+  gold (errors keyed "predictions[0].value.<answer field>", or the CSV column), scores are
+  0..1, one per model name per row; a gold row cannot carry one. Stored in pass 2 with source
+  "import" on the row's item (the existing one for a duplicate row), replacing that item's
+  earlier imported predictions of the same model name. See `predicting`.
 - Duplicates: an item with a text (and no image) is keyed by the SHA-256 of its text after
   Unicode NFC normalisation and stripping surrounding whitespace. Case is kept (no casefold):
   "US" and "us", or a shouted review and a calm one, are different items to label. Items
@@ -41,12 +49,13 @@ Rules of the format (what users are told):
 An import is all-or-nothing: the file is validated first (pass 1, progress committed as it goes,
 so pages polling the job see it move) and items are inserted only when no row has an error
 (pass 2, one transaction, COPY on PostgreSQL). Both passes stream the file from storage; pass 2
-reuses pass 1's hashes and sends JSONL lines without a gold key (whose data the type kept as
-it was) to COPY as they are. A zip's images are written to storage only in pass 2, for new
-items only, and deleted again if the insert fails.
+reuses pass 1's hashes and sends JSONL lines without a gold or predictions key (whose data the
+type kept as it was) to COPY as they are. A zip's images are written to storage only in pass 2,
+for new items only, and deleted again if the insert fails.
 
 Modules: `upload` (checks and stores the file, creates the job), `parsing` (reads rows),
-`rules` (RowRules: what a row of the project's task type must hold), `services` (runs a job:
+`rules` (RowRules: what a row of the project's task type must hold), `predicting` (rows'
+predictions: checks and pass 2's writes), `services` (runs a job:
 pass 1, then pass 2 under the project's lock), `inserting` (pass 2's writes and duplicate
 check), `zips` (image zips). Names with a leading underscore are private to this package. The
 constants are read where they are defined: patch them on that module

@@ -2,6 +2,8 @@
 
 Duplicates (texts already in the project or met earlier in the file) are skipped here, by
 content hash; the caller holds the project's row lock, so no other import races the check.
+Rows' predictions are stored after their batch's items (`predicting.predictions_store`); rows
+without any cost nothing more.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from annotation.imports.parsing import (
     _Plan,
     _rows,
 )
+from annotation.imports.predicting import RowRefusedError, predictions_store
 from annotation.imports.rules import RowRules
 from annotation.models import ImportJob, Item, Project
 
@@ -45,6 +48,8 @@ class _NewItem(NamedTuple):
     data_json: str
     digest: bytes
     gold_json: str | None  # the gold answer in stored form, as JSON
+    line: int = 0
+    predictions: tuple[dict, ...] = ()  # cleaned, see ImportRow.predictions
 
 
 Writer = Callable[[Project, list[_NewItem]], None]
@@ -61,20 +66,34 @@ def _write_new_rows(job: ImportJob, project: Project, plan: _Plan) -> tuple[int,
 
 
 def _write_items(project: Project, items: Iterable[_NewItem]) -> tuple[int, int]:
-    """Write the items new to the project; return (created, duplicates skipped)."""
+    """Write the items new to the project and the rows' predictions; return (created,
+    duplicates skipped). Raises RowRefusedError when a row's prediction lands on a gold item.
+    """
     writer: Writer = _copy_writer if connection.vendor == "postgresql" else _bulk_create_writer
     known = _KnownHashes(project)
     created = duplicates = 0
+    refused = []
     for batch in _chunks(iter(items), INSERT_BATCH):
         fresh = known.keep_new(batch)
         writer(project, fresh)
         created += len(fresh)
         duplicates += len(batch) - len(fresh)
+        refused += predictions_store(
+            project,
+            [(item.line, item.digest, item.predictions) for item in batch if item.predictions],
+        )
+    if refused:
+        raise RowRefusedError(refused)
     return created, duplicates
 
 
 def _gold_json(row: ImportRow) -> str | None:
     return None if row.gold is None else _dumps(row.gold)
+
+
+def _new_item(row: ImportRow, digest: bytes, line: int | None = None) -> _NewItem:
+    line = row.line if line is None else line
+    return _NewItem(_dumps(row.data), digest, _gold_json(row), line, row.predictions)
 
 
 def _validated(entries: Iterable[ImportRow | Issue]) -> Iterator[ImportRow]:
@@ -88,19 +107,20 @@ def _new_items(
     stream: IO[bytes], job: ImportJob, plan: _Plan, rules: RowRules
 ) -> Iterator[_NewItem]:
     """The rows again, with pass 1's hashes. A JSONL line whose data is the line itself (no
-    gold key) is passed on as it is, not parsed a second time: half of the work on big files.
+    gold or predictions key) is passed on as it is, not parsed a second time: half of the
+    work on big files.
     """
     if job.format == ImportJob.Format.CSV:
         for index, row in enumerate(_validated(_rows(stream, job, rules))):
-            yield _NewItem(_dumps(row.data), plan.digest(index), _gold_json(row))
+            yield _new_item(row, plan.digest(index))
         return
     index = 0
-    for raw in _decoded_lines(stream):
+    for line, raw in enumerate(_decoded_lines(stream), start=1):
         if not raw.strip():
             continue
         if index in plan.rebuild:
             row = next(_validated(_jsonl_rows([raw], rules)))
-            yield _NewItem(_dumps(row.data), plan.digest(index), _gold_json(row))
+            yield _new_item(row, plan.digest(index), line)
         else:
             yield _NewItem(raw.strip(), plan.digest(index), None)
         index += 1
@@ -177,7 +197,7 @@ def _copy_writer(project: Project, items: list[_NewItem]) -> None:
     now, project_id, target = timezone.now(), project.pk, project.overlap
     sql = f"COPY {Item._meta.db_table} ({', '.join(COPY_COLUMNS)}) FROM STDIN"  # noqa: S608
     with connection.cursor() as cursor, cursor.copy(sql) as copy:
-        for data, digest, gold in items:
+        for data, digest, gold, *_rest in items:
             is_gold = gold is not None
             copy.write_row((project_id, data, digest.hex(), gold, is_gold, target, 0, 0, now))
 
@@ -194,7 +214,7 @@ def _bulk_create_writer(project: Project, items: list[_NewItem]) -> None:
                 is_gold=gold is not None,
                 target=project.overlap,
             )
-            for data, digest, gold in items
+            for data, digest, gold, *_rest in items
         ],
         batch_size=1_000,
     )

@@ -31,6 +31,13 @@ URL_PREFIXES = ("https://", "http://")
 IMAGE_KEYS = ("image", "image_a", "image_b")
 # Left out of the duplicate key of items without text: an uploaded image's original file name.
 NAME_KEYS = frozenset({"name", "name_a", "name_b"})
+# CSV columns of a row's one prediction (pre-label); never kept in the item's data.
+PREDICTION_COLUMNS = (
+    "prediction",
+    "prediction_score",
+    "prediction_model",
+    "prediction_model_version",
+)
 
 Issue = dict[str, Any]  # {"line": int | None, "field": str | None, "message": str[, "file"]}
 
@@ -44,6 +51,8 @@ class ImportRow:
     data: dict[str, Any]
     gold: dict[str, Any] | None  # the gold answer in the type's stored form
     data_json: str | None = None  # `data` as JSON text, when the file already holds it
+    # Pre-labels, cleaned: {"value", "score", "model_name", "model_version"} each.
+    predictions: tuple[dict[str, Any], ...] = ()
 
     @property
     def digest(self) -> bytes:
@@ -165,6 +174,10 @@ def _not_utf8(exc: _NotUtf8Error) -> Issue:
     )
 
 
+# Keys of a JSONL row that are not the item's data.
+ROW_KEYS = frozenset({"gold", "predictions"})
+
+
 # --- JSONL -----------------------------------------------------------------------------------
 
 
@@ -238,9 +251,9 @@ def _jsonl_rows(lines: Iterable[str], rules: RowRules) -> Iterator[ImportRow | I
         if problem is not None or obj is None:
             yield problem or _issue(line, None, "Unreadable line.")
             continue
-        if "gold" in obj:
-            data = {key: value for key, value in obj.items() if key != "gold"}
-            result = rules.row(line, data, obj["gold"])
+        if "gold" in obj or "predictions" in obj:
+            data = {key: value for key, value in obj.items() if key not in ROW_KEYS}
+            result = rules.row(line, data, obj.get("gold"), predictions=obj.get("predictions"))
         else:  # the line itself is the data's JSON: COPY sends it without encoding it again
             result = rules.row(line, obj, None, data_json=raw.strip())
         if isinstance(result, list):
@@ -266,7 +279,7 @@ def _csv_header(
         wanted = " or ".join(f"'{column}'" for column in required)
         field_name = required[0]
         return names, _issue(1, field_name, f"The header has no {wanted} column (found: {found}).")
-    special = {column.lower(): column for column in (*columns, "gold")}
+    special = {column.lower(): column for column in (*columns, "gold", *PREDICTION_COLUMNS)}
     for low in special:
         if lowered.count(low) > 1:
             return names, _issue(1, low, f"The header has more than one '{low}' column.")
@@ -311,12 +324,22 @@ def _csv_records(
         yield line, dict(zip(names, fields, strict=True))
 
 
+CSV_ROW_COLUMNS = frozenset({"gold", *PREDICTION_COLUMNS})
+
+
+def csv_prediction(record: dict[str, str]) -> dict[str, str] | None:
+    """A CSV record's prediction cells ({"prediction", "prediction_score", ...}), or None when
+    the record has no prediction columns or they are all empty."""
+    cells = {name: record[name] for name in PREDICTION_COLUMNS if name in record}
+    return cells if any(cell.strip() for cell in cells.values()) else None
+
+
 def _csv_data(record: dict[str, str], columns: tuple[str, ...]) -> dict[str, Any]:
     """A CSV record as item data: empty cells of the type's columns left out, whole-number
-    sizes ("width", "height") as numbers, unnamed columns and gold dropped."""
+    sizes ("width", "height") as numbers, unnamed columns, gold and prediction columns dropped."""
     data: dict[str, Any] = {}
     for key, value in record.items():
-        if not key or key == "gold" or (key in columns and value == ""):
+        if not key or key in CSV_ROW_COLUMNS or (key in columns and value == ""):
             continue
         if key in ("width", "height") and value.strip().isdecimal():
             data[key] = int(value)
@@ -333,7 +356,13 @@ def _csv_rows(lines: Iterable[str], rules: RowRules) -> Iterator[ImportRow | Iss
             continue
         line, record = entry
         data = _csv_data(record, rules.columns)
-        result = rules.row(line, data, record.get("gold"), gold_from_text=True)
+        result = rules.row(
+            line,
+            data,
+            record.get("gold"),
+            gold_from_text=True,
+            prediction_cells=csv_prediction(record),
+        )
         if isinstance(result, list):
             yield from result
         else:

@@ -1,8 +1,10 @@
-"""What a row of an import must hold: the project's task type checks its data and its gold.
+"""What a row of an import must hold: the project's task type checks its data, its gold and
+its predictions.
 
-The type's `item_data_clean` checks an item's data and its `value_clean` a gold answer; their
-error keys ("data.text", "value.spans[2].end") become the file's column names ("text") and
-gold fields ("gold.spans[2].end").
+The type's `item_data_clean` checks an item's data and its `value_clean` a gold answer or a
+prediction; their error keys ("data.text", "value.spans[2].end") become the file's column names
+("text"), gold fields ("gold.spans[2].end") and prediction fields
+("predictions[0].value.spans[2].end"; see `predicting`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from annotation.imports.parsing import (
     _has_image,
     _issue,
 )
+from annotation.imports.predicting import NOT_ON_GOLD, PredictionRules
 from annotation.models import Project
 from annotation.task_types import TaskConfig, TaskType, task_config_of, task_type_get
 
@@ -65,6 +68,7 @@ class RowRules:
         self.image_capable = "image" in self.media
         self.columns = self.task_type.item_columns(self.config)
         self._item_data_clean = self.task_type.item_data_clean
+        self.predictions = PredictionRules(self.task_type, self.config)
 
     def data_issues(self, data: dict[str, Any], line: int) -> tuple[dict | None, list[Issue]]:
         """The type's cleaned item data, or the row's issues."""
@@ -129,16 +133,28 @@ class RowRules:
         *,
         gold_from_text: bool = False,
         data_json: str | None = None,
+        predictions: Any = None,
+        prediction_cells: dict[str, str] | None = None,
     ) -> ImportRow | list[Issue]:
-        """One row checked: its ImportRow, or its issues (data first, then gold)."""
+        """One row checked: its ImportRow, or its issues (data, then gold, then predictions).
+
+        `predictions`: a JSONL row's list; `prediction_cells`: a CSV row's prediction columns.
+        """
         cleaned, problems = self.data_issues(data, line)
         gold_value, gold_problems = None, []
         if gold is not None:
             gold_value, gold_problems = self.gold_clean(
                 gold, cleaned if cleaned is not None else data, line, from_text=gold_from_text
             )
-        if problems or gold_problems or cleaned is None:
-            return problems + gold_problems
+        found, prediction_problems = self._predictions(
+            cleaned if cleaned is not None else data,
+            line,
+            predictions,
+            prediction_cells,
+            has_gold=gold_value is not None or bool(gold_problems),
+        )
+        if problems or gold_problems or prediction_problems or cleaned is None:
+            return problems + gold_problems + prediction_problems
         if data_json is not None and cleaned is not data and cleaned != data:
             data_json = None  # the type normalised the data: store its form
         text = cleaned.get("text")
@@ -150,4 +166,25 @@ class RowRules:
             data=cleaned,
             gold=gold_value,
             data_json=data_json,
+            predictions=found,
         )
+
+    def _predictions(
+        self,
+        data: dict[str, Any],
+        line: int,
+        predictions: Any,
+        cells: dict[str, str] | None,
+        *,
+        has_gold: bool,
+    ) -> tuple[tuple, list[Issue]]:
+        """The row's predictions, cleaned, or their issues; refused on gold rows."""
+        if cells is not None:
+            if has_gold:
+                return (), [_issue(line, "prediction", NOT_ON_GOLD)]
+            return self.predictions.from_cells(cells, data, line)
+        if predictions is None or predictions == []:
+            return (), []
+        if has_gold:
+            return (), [_issue(line, "predictions", NOT_ON_GOLD)]
+        return self.predictions.from_json(predictions, data, line)

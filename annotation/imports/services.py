@@ -25,6 +25,7 @@ from annotation.imports.parsing import (
     _Plan,
     _rows,
 )
+from annotation.imports.predicting import RowRefusedError
 from annotation.imports.rules import RowRules
 from annotation.imports.zips import ZIP, ZipPlan, stored_delete, zip_validate, zip_write
 from annotation.models import ImportJob, Project
@@ -153,10 +154,19 @@ def _insert(job: ImportJob, plan: _Plan | ZipPlan) -> None:
     Locks the project row first, then the job row, so two imports into one project never
     race on the duplicate check, and a second delivery of the same job finds it finished.
     An image zip's files are written in the same step; if it fails they are deleted again.
+    Rows refused only now (a prediction on a row repeating a gold item) fail the job.
     """
     written: list[str] = []
     try:
         _insert_locked(job, plan, written)
+    except RowRefusedError as exc:
+        stored_delete(written)
+        _finish(
+            job,
+            status=ImportJob.Status.FAILED,
+            errors=exc.issues[:MAX_ERRORS],
+            total_rows=plan.rows,
+        )
     except BaseException:
         stored_delete(written)
         raise

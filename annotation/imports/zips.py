@@ -32,6 +32,7 @@ from annotation.imports.inserting import (
     _NewItem,
 )
 from annotation.imports.parsing import (
+    ROW_KEYS,
     ImportRow,
     Issue,
     _csv_data,
@@ -43,7 +44,9 @@ from annotation.imports.parsing import (
     _not_utf8,
     _NotUtf8Error,
     _open,
+    csv_prediction,
 )
+from annotation.imports.predicting import RowRefusedError, predictions_store
 from annotation.imports.rules import RowRules
 from annotation.models import ImportJob, Project
 
@@ -89,7 +92,8 @@ class ZipPlan:
 
     def add(self, row: ImportRow, images: tuple[ZipImage, ...]) -> None:
         gold = None if row.gold is None else _dumps(row.gold)
-        self.items.append((_NewItem(_dumps(row.data), row.digest, gold), images))
+        item = _NewItem(_dumps(row.data), row.digest, gold, row.line, row.predictions)
+        self.items.append((item, images))
         self.rows += 1
 
 
@@ -234,8 +238,11 @@ def _with_image(data: dict[str, Any], image: ZipImage, key: str, suffix: str) ->
 
 def _metadata_records(
     archive: zipfile.ZipFile, info: zipfile.ZipInfo, rules: RowRules, required: tuple[str, ...]
-) -> Iterator[tuple[int, dict[str, Any], Any, bool] | Issue]:
-    """(line, data, gold, gold is CSV text) per metadata row, or its issue."""
+) -> Iterator[tuple[int, dict[str, Any], Any, bool, Any] | Issue]:
+    """(line, data, gold, gold is CSV text, predictions) per metadata row, or its issue.
+
+    Predictions are a JSONL row's list, or a CSV row's prediction cells (see `predicting`).
+    """
     lines = _decoded_lines(io.BytesIO(_read(archive, info, MAX_METADATA_BYTES)))
     if info.filename.endswith(".csv"):
         for entry in _csv_records(lines, rules, required):
@@ -243,15 +250,16 @@ def _metadata_records(
                 yield entry
             else:
                 line, record = entry
-                yield line, _csv_data(record, rules.columns), record.get("gold"), True
+                data = _csv_data(record, rules.columns)
+                yield line, data, record.get("gold"), True, csv_prediction(record)
         return
     for entry in _jsonl_objects(lines):
         if isinstance(entry, dict):
             yield entry
         else:
             line, obj, _raw = entry
-            data = {key: value for key, value in obj.items() if key != "gold"}
-            yield line, data, obj.get("gold"), False
+            data = {key: value for key, value in obj.items() if key not in ROW_KEYS}
+            yield line, data, obj.get("gold"), False, obj.get("predictions")
 
 
 def _metadata_rows(
@@ -273,7 +281,7 @@ def _metadata_rows(
         if isinstance(record, dict):
             errors.append({**record, "file": name})
             continue
-        line, data, gold, gold_from_text = record
+        line, data, gold, gold_from_text, predictions = record
         images: list[ZipImage] = []
         for key, suffix in keys:
             ref = data.get(key)
@@ -288,7 +296,14 @@ def _metadata_rows(
             _with_image(data, image, key, suffix)
         if len(images) != len(keys):
             continue
-        result = rules.row(line, data, gold, gold_from_text=gold_from_text)
+        result = rules.row(
+            line,
+            data,
+            gold,
+            gold_from_text=gold_from_text,
+            predictions=None if gold_from_text else predictions,
+            prediction_cells=predictions if gold_from_text else None,
+        )
         if isinstance(result, list):
             errors.extend({**issue, "file": name} for issue in result)
         else:
@@ -364,6 +379,12 @@ def zip_write(
             if saved != path:
                 raise RuntimeError(f"Storage saved {path} as {saved}.")
     writer(project, fresh)
+    refused = predictions_store(
+        project,
+        [(item.line, item.digest, item.predictions) for item, _ in plan.items if item.predictions],
+    )
+    if refused:
+        raise RowRefusedError(refused)
     return len(fresh), len(plan.items) - len(fresh)
 
 
