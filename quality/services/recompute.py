@@ -174,6 +174,18 @@ def quality_recompute_stale_enqueue() -> list[int]:
 
 
 def quality_recompute(*, project: Project, full: bool = True) -> ProjectScore:
+    """Recompute the project's quality (see _quality_recompute), then queue a retraining of the
+    built-in model when one is due and the project uses pre-labels (suggestions shown, or work
+    served by the model's rank)."""
+    from quality.model import model_retrain_if_due  # the model package reads these scores
+
+    score = _quality_recompute(project=project, full=full)
+    if project.suggestions_enabled or project.serving_order != "default":
+        model_retrain_if_due(project=project)
+    return score
+
+
+def _quality_recompute(*, project: Project, full: bool = True) -> ProjectScore:
     """Recompute consensus, worker scores, actions and project scores of one project.
 
     Idempotent: the same annotations, actions and decisions always give the same rows, and a
