@@ -14,7 +14,14 @@ from django.db import connection, transaction
 from django.db.models import F, Value
 from django.db.models.functions import Greatest
 
-from annotation.models import Annotation, Item, LabelSchemaVersion, Project, ProjectMember
+from annotation.models import (
+    Annotation,
+    Item,
+    LabelSchemaVersion,
+    Prediction,
+    Project,
+    ProjectMember,
+)
 from annotation.signals import annotation_created
 from annotation.task_types import task_config_of, task_type_choices, task_type_get
 from annotation.task_types.base import DEFAULT_COLOURS
@@ -197,16 +204,47 @@ def _schema_current(project: Project) -> Project:
     return project
 
 
+def annotation_suggestion_outcome(
+    *, item: Item, suggestion_id: int | None, value: dict[str, Any]
+) -> tuple[int | None, bool | None]:
+    """The pre-label an answer was made with, and whether the answer (stored form) is that
+    pre-label unchanged: (None, None) when no suggestion was given, when it is not a prediction
+    of `item`, or when `item` is gold (gold items never show one). One query at most.
+
+    Whether the author may see suggestions at all is the caller's check (crowd's pools)."""
+    if suggestion_id is None or item.is_gold:
+        return None, None
+    predicted = (
+        Prediction.objects.filter(pk=suggestion_id, item_id=item.pk)
+        .values_list("value", flat=True)
+        .first()
+    )
+    if predicted is None:
+        return None, None
+    return suggestion_id, predicted == value
+
+
 def annotation_create(
-    *, item: Item, author: AbstractBaseUser, value: Any, duration_ms: int, client_key: str = ""
+    *,
+    item: Item,
+    author: AbstractBaseUser,
+    value: Any,
+    duration_ms: int,
+    client_key: str = "",
+    suggestion_id: int | None = None,
 ) -> Annotation:
     """Store one answer; callers hold the item's claim. Announces it after commit.
 
     `client_key` is the keyed hash of the submitting client (crowd.services.client_key_compute).
+    `suggestion_id` is the prediction the author was shown (annotation_suggestion_outcome);
+    whether it was accepted unchanged is computed here, never taken from the client.
     """
     project = _schema_current(item.project)
     cleaned = annotation_input_clean(
         project=project, value=value, duration_ms=duration_ms, item=item
+    )
+    shown, accepted = annotation_suggestion_outcome(
+        item=item, suggestion_id=suggestion_id, value=cleaned
     )
     annotation = Annotation.objects.create(
         project_id=item.project_id,
@@ -216,6 +254,8 @@ def annotation_create(
         schema_version=project.schema_version,
         duration_ms=duration_ms,
         client_key=client_key,
+        suggestion_id=shown,
+        suggestion_accepted=accepted,
     )
     Item.objects.filter(pk=item.pk).update(annotation_count=F("annotation_count") + 1)
     annotation_announce(annotation=annotation)

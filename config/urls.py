@@ -25,5 +25,7 @@ urlpatterns = [
     path("", include("crowd.pool_urls")),
     path("", include("quality.urls")),
     path("", include("quality.release_urls")),
+    path("", include("quality.model_urls")),
     path("", include("quality.label_import_urls")),
+    path("", include("quality.rules_urls")),
 ]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
-from annotation.models import Project, ProjectMember
+from annotation.models import Item, Prediction, Project, ProjectMember
+from annotation.predictions import prediction_for_item
 from annotation.task_types import task_type_get
 from crowd.models import Assignment, Pool, PoolMember, ProjectPool, WorkerBlock
 from crowd.privacy import Masking
@@ -138,3 +141,36 @@ def masking_for_worker(*, worker: AbstractBaseUser, project: Project) -> Masking
         sensitive_fields=frozenset(project.sensitive_fields),
         keep_offsets=task_type_get(project.task_type).text_offsets,  # span offsets stay valid
     )
+
+
+# --- suggestions (pre-labels) shown to annotators ---------------------------------------------
+
+
+def suggestions_shown_to(*, worker: AbstractBaseUser, project: Project) -> bool:
+    """Whether `worker` is shown pre-labels on `project`: the project shows them and the worker
+    labels through at least one of its pools that shows them (owners hide them from some pools,
+    e.g. the external crowd, to keep those answers independent). One query at most."""
+    if not project.suggestions_enabled:
+        return False
+    return PoolMember.objects.filter(
+        user_id=worker.pk,
+        pool__project_pools__project_id=project.pk,
+        pool__project_pools__rule=ProjectPool.Rule.LABEL,
+        pool__project_pools__show_suggestions=True,
+    ).exists()
+
+
+def suggestion_list_for_worker(
+    *, worker: AbstractBaseUser, project: Project, items: Iterable[Item]
+) -> dict[int, Prediction]:
+    """The pre-label to show `worker` for each of `items` (by item id); gold items and items
+    without a prediction are left out, and everything when the worker is not shown any."""
+    items = list(items)
+    if not items or not suggestions_shown_to(worker=worker, project=project):
+        return {}
+    shown = {}
+    for item in items:
+        prediction = prediction_for_item(item=item)
+        if prediction is not None:
+            shown[item.pk] = prediction
+    return shown

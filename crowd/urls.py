@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from crowd import image_views, views
+from crowd import image_views, suggestion_views, views
 
 app_name = "crowd"
 urlpatterns = [
@@ -21,6 +21,11 @@ urlpatterns = [
     ),
     path("projects/<int:pk>/items/<int:item_id>/image/", image_views.item_image, name="item-image"),
     path("projects/<int:pk>/members/", views.project_members, name="members"),
+    path(
+        "projects/<int:pk>/suggestions/",
+        suggestion_views.suggestion_settings,
+        name="suggestions",
+    ),
     path("projects/<int:pk>/members/blocks/", views.member_block, name="member-block"),
     path(
         "projects/<int:pk>/members/blocks/<int:block_id>/lift/",

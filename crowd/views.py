@@ -8,6 +8,7 @@ refills the buffer) travels to the server in the background.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from django.contrib import messages
@@ -21,7 +22,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from annotation.access import OWNERS, project_access
-from annotation.models import Project
+from annotation.models import Prediction, Project
 from annotation.task_types import task_config_of, task_type_get
 from core.exceptions import ApplicationError
 from core.http import HtmxHttpRequest
@@ -36,6 +37,7 @@ from crowd.selectors import (
     assignment_get_for_worker,
     masking_for_worker,
     member_list,
+    suggestion_list_for_worker,
     worker_block_get,
     worker_block_list,
     worker_submitted_count,
@@ -137,6 +139,38 @@ def _qualify_first(request: HtmxHttpRequest, project: Project) -> TemplateRespon
     return TemplateResponse(request, f"{LABEL_TEMPLATE}#label-refill", context, status=403)
 
 
+def _suggest(request: HtmxHttpRequest, project: Project, ready: list[Assignment]) -> None:
+    """Attach to each ready assignment the pre-label the worker is shown, as the JSON the page's
+    widget reads (`assignment.suggestion_json`; "" for none)."""
+    shown = suggestion_list_for_worker(
+        worker=request.user,  # type: ignore[arg-type]
+        project=project,
+        items=(assignment.item for assignment in ready),
+    )
+    for assignment in ready:
+        prediction = shown.get(assignment.item_id)
+        payload = "" if prediction is None else json.dumps(_suggestion_payload(prediction))
+        assignment.suggestion_json = payload  # type: ignore[attr-defined]
+
+
+def _suggestion_payload(prediction: Prediction) -> dict[str, Any]:
+    """What the widget needs of a suggestion: its value, and where it comes from."""
+    return {
+        "id": prediction.pk,
+        "value": prediction.value,
+        "source": prediction.source,
+        "source_label": prediction.get_source_display(),
+        "model_name": prediction.model_name,
+        "model_version": prediction.model_version,
+    }
+
+
+def _suggestion_id(request: HtmxHttpRequest) -> int | None:
+    """The pre-label the page says it showed (checked by the service; junk is no suggestion)."""
+    raw = request.POST.get("suggestion", "")
+    return int(raw) if raw.isascii() and raw.isdigit() and 0 < len(raw) < 19 else None
+
+
 def _refill(
     request: HtmxHttpRequest, project: Project, form: LabelSkipForm, *, status: int, notice: str
 ) -> TemplateResponse:
@@ -147,6 +181,7 @@ def _refill(
     except (WorkerBlockedError, RequirementNotMetError) as error:  # no more work, and why
         ready, status, notice = [], error.status_code, notice or error.message
     _mask_for_worker(request, project, ready)
+    _suggest(request, project, ready)
     context = {"project": project, "ready": ready, "notice": notice, **_widget_context(project)}
     return TemplateResponse(request, f"{LABEL_TEMPLATE}#label-refill", context, status=status)
 
@@ -173,6 +208,7 @@ def label_page(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         context["unmet"] = error.message
         return TemplateResponse(request, LABEL_TEMPLATE, context, status=error.status_code)
     _mask_for_worker(request, project, context["ready"])  # the buffered next item too
+    _suggest(request, project, context["ready"])
     context["done"] = worker_submitted_count(worker=request.user, project=project)  # type: ignore[arg-type]
     return TemplateResponse(request, LABEL_TEMPLATE, context)
 
@@ -197,6 +233,7 @@ def label_submit(request: HtmxHttpRequest, pk: int, assignment_id: int) -> HttpR
             value=form.cleaned_data["value"],
             duration_ms=form.cleaned_data["duration_ms"],
             client_key=_client_key(request),
+            suggestion_id=_suggestion_id(request),
         )
     except ApplicationError as error:
         status, notice = error.status_code, f"{NOT_SAVED} {error.message}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from django.core.paginator import Page, Paginator
@@ -32,6 +33,7 @@ from annotation.models import Project, ProjectMember
 from annotation.selectors import project_progress
 from quality.metrics import agreement_reading_alpha, agreement_reading_kappa
 from quality.models import ItemScore, ProjectScore, QualityAction, WorkerScore
+from quality.suggestions import SuggestionMetrics, suggestion_metrics_get
 
 QUALITY_ROLES = frozenset({ProjectMember.Role.OWNER, ProjectMember.Role.REVIEWER})
 LOWEST_ITEMS = 10
@@ -114,6 +116,21 @@ class QualitySummary:
     lowest_items: list[ItemScore]
     details: dict[str, Any] = field(default_factory=dict)
     review_count: int = 0
+    # --- suggestions (p4) -----------------------------------------------------------------
+    # Measured on demand (quality.suggestions), only when a page reads `suggestions`: the
+    # dashboard shows them outside its polled region, and the API does not read them. Projects
+    # that do not show suggestions pay nothing (no query).
+    project: Project | None = None
+
+    @cached_property
+    def suggestions(self) -> SuggestionMetrics | None:
+        """How suggestions fare and what they do to answers; None when the project does not
+        show suggestions."""
+        if self.project is None or not self.project.suggestions_enabled:
+            return None
+        return suggestion_metrics_get(project=self.project)
+
+    # --- end suggestions (p4) -------------------------------------------------------------
 
     @property
     def label_counts(self) -> dict[str, int]:
@@ -424,4 +441,5 @@ def quality_summary_get(
         else [],
         details=dict(score.details or {}) if score else {},
         review_count=review_queue_size(project=project),
+        project=project,  # suggestions (p4)
     )

@@ -6,6 +6,8 @@ from celery import shared_task
 from django.db import OperationalError
 
 from config.celery_app import Queue
+from quality.model.tasks import model_train_task  # noqa: F401 (registers the model task)
+from quality.rules.tasks import rules_run_task  # noqa: F401 (registers the rules task)
 
 
 @shared_task(

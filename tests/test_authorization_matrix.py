@@ -43,7 +43,7 @@ from crowd.models import (
     ProjectRequirement,
 )
 from crowd.services import assignment_claim_next, worker_block
-from quality.models import QualityAction
+from quality.models import LabelingRule, QualityAction
 from tests.annotation.factories import ItemFactory, ProjectFactory, UserFactory
 from tests.crowd.factories import make_annotator
 from tests.quality.factories import make_release, vote
@@ -88,6 +88,9 @@ api:import-create                 post   401   404   404   403   403   403   403
 api:import-detail                 get    401   404   404   403   403   403   2xx   2xx   2xx
 api:item-list                     get    401   404   404   403   403   403   2xx   2xx   2xx
 api:label-import-create           post   401   404   404   403   403   403   403   400   400
+api:label-import-labelstudio-create post   401   404   404   403   403   403   403   400   400
+api:model-train                   post   401   404   404   403   403   403   403   400   400
+api:model-version-list            get    401   404   404   403   403   403   2xx   2xx   2xx
 api:pay-bonuses                   post   401   404   404   403   403   403   403   400   400
 api:pay-decisions                 post   401   404   404   403   403   403   400   400   400
 api:pay-ledger                    get    401   404   404   2xx   2xx   2xx   2xx   2xx   2xx
@@ -99,6 +102,7 @@ api:pool-join                     post   401   2xx   2xx   2xx   2xx   2xx   2xx
 api:pool-list                     get    401   2xx   2xx   2xx   2xx   2xx   2xx   2xx   2xx
 api:pool-member-remove            delete 401   404   404   404   404   404   404   2xx   2xx
 api:pool-members                  get    401   404   404   404   404   404   404   2xx   2xx
+api:prediction-list               get    401   404   404   403   403   403   2xx   2xx   2xx
 api:project-block-lift            post   401   404   404   403   403   403   403   2xx   2xx
 api:project-blocks                get    401   404   404   403   403   403   403   2xx   2xx
 api:project-detail                get    401   404   404   2xx   2xx   2xx   2xx   2xx   2xx
@@ -118,11 +122,16 @@ api:project-requirement-remove    delete 401   404   404   403   403   403   403
 api:project-requirements          get    401   404   404   403   403   403   403   2xx   2xx
 api:project-studies               get    401   404   404   403   403   403   403   2xx   2xx
 api:release-detail                get    401   404   404   403   403   403   2xx   2xx   2xx
+api:release-diff                  get    401   404   404   403   403   403   400   400   400
 api:release-download              get    401   404   404   403   403   403   400   400   400
 api:release-list                  get    401   404   404   403   403   403   2xx   2xx   2xx
+api:release-webhook               get    401   404   404   403   403   403   403   2xx   2xx
 api:review-decision               post   401   404   404   403   403   403   400   400   400
 api:review-item                   get    401   404   404   403   403   403   2xx   2xx   2xx
 api:review-queue                  get    401   404   404   403   403   403   2xx   2xx   2xx
+api:rule-detail                   get    401   404   404   403   403   403   2xx   2xx   2xx
+api:rule-list                     get    401   404   404   403   403   403   2xx   2xx   2xx
+api:rule-run                      post   401   404   404   403   403   403   403   2xx   2xx
 api:schema-plan                   post   401   404   404   403   403   403   403   400   400
 api:schema-version-list           get    401   404   404   403   403   403   2xx   2xx   2xx
 crowd:item-image                  get    login 404   404   3xx   3xx   3xx   3xx   3xx   3xx
@@ -132,6 +141,7 @@ crowd:label-submit                post   login 404   404   422   404   404   403
 crowd:member-block                post   login 404   404   403   403   403   403   422   422
 crowd:member-unblock              post   login 404   404   403   403   403   403   3xx   3xx
 crowd:members                     get    login 404   404   403   403   403   403   2xx   2xx
+crowd:suggestions                 get    login 404   404   403   403   403   403   2xx   2xx
 external:qualification-retake     post   login 404   404   3xx   3xx   3xx   404   404   404
 external:qualification-settings   get    login 404   404   403   403   403   403   2xx   2xx
 external:qualification-test       get    login 404   404   3xx   3xx   3xx   404   404   404
@@ -140,6 +150,9 @@ external:study-entry              get    400   400   400   400   400   400   400
 external:study-list               get    login 404   404   403   403   403   403   2xx   2xx
 home                              get    3xx   3xx   3xx   3xx   3xx   3xx   3xx   3xx   3xx
 label_import:label-import         get    login 404   404   403   403   403   403   2xx   2xx
+model:page                        get    login 404   404   403   403   403   2xx   2xx   2xx
+model:serving-order               post   login 404   404   403   403   403   403   3xx   3xx
+model:train                       post   login 404   404   403   403   403   403   3xx   3xx
 pay:bonus                         post   login 404   404   403   403   403   403   422   422
 pay:decide                        post   login 404   404   403   403   403   422   422   422
 pay:earnings                      get    login 404   404   2xx   2xx   2xx   2xx   2xx   2xx
@@ -167,9 +180,16 @@ quality:review-decide             post   login 404   404   403   403   403   422
 quality:review-item               get    login 404   404   403   403   403   2xx   2xx   2xx
 quality:settings                  get    login 404   404   403   403   403   403   2xx   2xx
 releases:release-detail           get    login 404   404   403   403   403   2xx   2xx   2xx
+releases:release-diff             get    login 404   404   403   403   403   2xx   2xx   2xx
 releases:release-download         get    login 404   404   403   403   403   409   409   409
 releases:release-list             get    login 404   404   403   403   403   2xx   2xx   2xx
 releases:release-retry            get    login 405   405   405   405   405   405   405   405
+releases:release-webhook          get    login 404   404   403   403   403   403   2xx   2xx
+rules:rule-active                 post   login 404   404   403   403   403   403   3xx   3xx
+rules:rule-delete                 post   login 404   404   403   403   403   403   3xx   3xx
+rules:rule-edit                   get    login 404   404   403   403   403   403   2xx   2xx
+rules:rule-list                   get    login 404   404   403   403   403   2xx   2xx   2xx
+rules:rule-run                    post   login 404   404   403   403   403   403   3xx   3xx
 schema:schema-apply               post   login 404   404   403   403   403   403   422   422
 schema:schema-page                get    login 404   404   403   403   403   2xx   2xx   2xx
 schema:schema-preview             post   login 404   404   403   403   403   403   422   422
@@ -251,6 +271,14 @@ def _build() -> World:
     assignment = assignment_claim_next(worker=annotator, project=project)
     assert assignment is not None
     block = worker_block(worker=blocked, project=project, reason="Matrix", created_by=owner)
+    rule = LabelingRule.objects.create(
+        project=project,
+        name="Matrix rule",
+        kind=LabelingRule.Kind.KEYWORDS,
+        config={"keywords": ["great"]},
+        label="positive",
+        created_by=owner,
+    )
     action = QualityAction.objects.create(
         project=project, worker=annotator, kind=QualityAction.Kind.FLAG, rule="matrix"
     )
@@ -306,6 +334,8 @@ def _build() -> World:
         "requirement_id": requirement.pk,
         "slug": study.slug,
         "fmt": "jsonl",
+        "rule_id": rule.pk,
+        "rule_pk": rule.pk,
     }
     # Where `pk` is not a project.
     pk_is = {

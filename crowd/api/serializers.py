@@ -71,6 +71,13 @@ class SubmitInputSerializer(serializers.Serializer):
     value = serializers.JSONField(required=False)
     label = serializers.CharField(max_length=200, required=False)
     duration_ms = serializers.IntegerField(min_value=0, max_value=86_400_000, default=0)
+    suggestion = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        allow_null=True,
+        help_text="The prediction (pre-label) shown with the item, if any; recorded only when "
+        "it belongs to the item and the worker is shown suggestions, otherwise ignored.",
+    )
 
     def validate_value(self, value: Any) -> dict[str, Any]:
         if not isinstance(value, dict):

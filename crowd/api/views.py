@@ -137,6 +137,7 @@ class AssignmentSubmitApi(CrowdApi):
             value=data.validated_data["value"],
             duration_ms=data.validated_data["duration_ms"],
             client_key=_client_key(request),
+            suggestion_id=data.validated_data.get("suggestion"),
         )
         body = {"annotation": annotation}
         if _wants_next(request):

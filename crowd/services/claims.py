@@ -2,12 +2,16 @@
 
 Lock order, everywhere: an Assignment row before its Item row; Item rows in primary-key order.
 Claiming locks a free Item row with SKIP LOCKED and inserts a new Assignment, so it never waits
-on a row another transaction holds.
+on a row another transaction holds. The lock is FOR NO KEY UPDATE (only the counters change), so
+rows that merely point at the item (annotations and predictions, whose deferred foreign-key checks
+take KEY SHARE at commit) never make a claim skip it.
 
 The claim's rules live in one queryset (`_claimable`), compiled to SQL for PostgreSQL's
 one-statement claim and run as is on SQLite: pool membership, blocks (project and pool),
 never the same item twice, open slots, retired gold never served, and the routing order
 (doubtful items, priority > 0, first for reliable workers and last for everyone else).
+With the project's serving order "uncertainty" or "rare_first" (active learning), open regular
+items are served by descending `serve_rank` within each routing tier (quality.model keeps it).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from annotation.services import (
     annotation_announce,
     annotation_create,
     annotation_input_clean,
+    annotation_suggestion_outcome,
 )
 from annotation.task_types import task_type_get
 from core.exceptions import ApplicationError, ConflictError, NotAllowedError
@@ -49,7 +54,7 @@ from crowd.models import (
     WorkerStanding,
 )
 from crowd.pools import requirements_check
-from crowd.selectors import assignment_list_live, worker_block_active
+from crowd.selectors import assignment_list_live, suggestions_shown_to, worker_block_active
 from crowd.services.members import worker_may_label
 
 CLAIM_ATTEMPTS = 3
@@ -64,7 +69,7 @@ def _slots_release(item_counts: Counter[int]) -> None:
     list(
         Item.objects.filter(pk__in=list(item_counts))
         .order_by("pk")
-        .select_for_update()
+        .select_for_update(no_key=True)  # counters only: inserts pointing at the item go on
         .values_list("pk", flat=True)
     )
     by_count: dict[int, list[int]] = {}
@@ -137,11 +142,22 @@ def _labeler(*, worker: AbstractBaseUser, project: Project) -> Exists:
     )
 
 
+def _ranked(project: Project) -> bool:
+    """Whether the project serves regular items by the model's rank (active learning)."""
+    return project.serving_order != "default"
+
+
 def _claimable(
-    *, worker: AbstractBaseUser, project: Project, gold: bool, reliable: bool = False
+    *,
+    worker: AbstractBaseUser,
+    project: Project,
+    gold: bool,
+    reliable: bool = False,
+    ranked: bool = False,
 ) -> Any:
     """Items the worker may claim, best first. Membership and blocks are part of the query, so
-    a claim can't skip them. Each ordering walks its own partial index (annotation.Item.Meta).
+    a claim can't skip them. Each ordering walks its own partial index (annotation.Item.Meta;
+    the `ranked` ones, highest serve_rank first within the routing tier: migration 0008).
     """
     seen = Assignment.objects.filter(item_id=OuterRef("pk"), worker_id=worker.pk)
     items = Item.objects.filter(
@@ -150,11 +166,12 @@ def _claimable(
     if gold:
         return items.filter(gold_retired=False).exclude(Exists(seen)).order_by("id")
     priority = "-priority" if reliable else "priority"
-    return (
-        items.filter(slots_taken__lt=F("target"))
-        .exclude(Exists(seen))
-        .order_by(priority, "-slots_taken", "id")
+    order = (
+        (priority, "-serve_rank", "-slots_taken", "id")
+        if ranked
+        else (priority, "-slots_taken", "id")
     )
+    return items.filter(slots_taken__lt=F("target")).exclude(Exists(seen)).order_by(*order)
 
 
 def _claim_one(
@@ -165,8 +182,14 @@ def _claim_one(
         return _claim_one_postgres(worker=worker, project=project, gold=gold, reliable=reliable)
     with transaction.atomic():
         item = (
-            _claimable(worker=worker, project=project, gold=gold, reliable=reliable)
-            .select_for_update(skip_locked=True, of=("self",))
+            _claimable(
+                worker=worker,
+                project=project,
+                gold=gold,
+                reliable=reliable,
+                ranked=not gold and _ranked(project),
+            )
+            .select_for_update(skip_locked=True, no_key=True, of=("self",))
             .only("id", "project_id", "data", "is_gold")
             .first()
         )
@@ -186,10 +209,16 @@ _ANY_WORKER, _ANY_PROJECT = -900_001, -900_002
 
 
 @functools.cache
-def _claimable_sql(gold: bool, reliable: bool) -> tuple[str, tuple[Any, ...]]:
+def _claimable_sql(gold: bool, reliable: bool, ranked: bool = False) -> tuple[str, tuple[Any, ...]]:
     """The ORM's SQL for `_claimable`, compiled once (compiling costs more than running it)."""
     worker, project = SimpleNamespace(pk=_ANY_WORKER), SimpleNamespace(pk=_ANY_PROJECT)
-    claimable = _claimable(worker=worker, project=project, gold=gold, reliable=reliable)  # type: ignore[arg-type]
+    claimable = _claimable(
+        worker=worker,  # type: ignore[arg-type]
+        project=project,  # type: ignore[arg-type]
+        gold=gold,
+        reliable=reliable,
+        ranked=ranked,
+    )
     return claimable.values("id")[:1].query.sql_with_params()
 
 
@@ -226,7 +255,7 @@ def _claim_one_postgres(
 
     The item filter is the ORM's own SQL for `_claimable`, so both paths share one definition.
     """
-    picked_sql, picked_params = _claimable_sql(gold, reliable)
+    picked_sql, picked_params = _claimable_sql(gold, reliable, not gold and _ranked(project))
     picked_params = tuple(
         worker.pk if p == _ANY_WORKER else project.pk if p == _ANY_PROJECT else p
         for p in picked_params
@@ -234,7 +263,7 @@ def _claim_one_postgres(
     now = timezone.now()
     expires_at = assignment_deadline(project=project, now=now)
     sql = f"""
-        WITH picked AS ({picked_sql} FOR UPDATE OF "annotation_item" SKIP LOCKED),
+        WITH picked AS ({picked_sql} FOR NO KEY UPDATE OF "annotation_item" SKIP LOCKED),
         taken AS (
             UPDATE "annotation_item" SET "slots_taken" = "slots_taken" + 1
             FROM picked WHERE "annotation_item"."id" = picked."id"
@@ -380,17 +409,25 @@ def assignment_submit(
     value: Any,
     duration_ms: int,
     client_key: str = "",
+    suggestion_id: int | None = None,
 ) -> Annotation:
     """Store the worker's answer for a claim. Repeating a submit returns the same annotation.
 
     A late submit is still taken while its slot is free and the worker is not blocked;
     otherwise it is refused (409, or 403 for a blocked worker). `client_key` comes from
-    client_key_compute.
+    client_key_compute. `suggestion_id` is the pre-label the page showed: it is recorded (with
+    whether the answer is it unchanged, computed here) only when it is a prediction of the item
+    and the worker is shown suggestions on the project; otherwise it is ignored.
     """
     project = assignment.project
     checked_item = assignment.item if task_type_get(project.task_type).checks_item else None
     cleaned = annotation_input_clean(
         project=project, value=value, duration_ms=duration_ms, item=checked_item
+    )
+    if suggestion_id is not None and not suggestions_shown_to(worker=worker, project=project):
+        suggestion_id = None
+    suggestion = annotation_suggestion_outcome(
+        item=assignment.item, suggestion_id=suggestion_id, value=cleaned
     )
     if connection.vendor == "postgresql":
         stored = _submit_reserved_postgres(
@@ -400,6 +437,7 @@ def assignment_submit(
             duration_ms=duration_ms,
             client_key=client_key,
             schema_version=project.schema_version,
+            suggestion=suggestion,
         )
         if stored is not None:
             return stored
@@ -427,6 +465,7 @@ def assignment_submit(
             value=value,
             duration_ms=duration_ms,
             client_key=client_key,
+            suggestion_id=suggestion[0],
         )
         locked.status = Assignment.Status.SUBMITTED
         locked.annotation = annotation
@@ -443,6 +482,7 @@ def _submit_reserved_postgres(
     duration_ms: int,
     client_key: str,
     schema_version: int,
+    suggestion: tuple[int | None, bool | None] = (None, None),
 ) -> Annotation | None:
     """The common case (a live reservation) in one statement: lock it, store the annotation,
     count it on the item and close the claim. None when the claim is not reserved any more,
@@ -466,8 +506,10 @@ def _submit_reserved_postgres(
         stored AS (
             INSERT INTO "annotation_annotation"
                 ("project_id", "item_id", "author_id", "value", "duration_ms", "client_key",
-                 "created_at", "schema_version")
-            SELECT held."project_id", held."item_id", %s, %s::jsonb, %s, %s, %s, %s FROM held
+                 "created_at", "schema_version", "suggestion_id", "suggestion_accepted")
+            SELECT held."project_id", held."item_id", %s, %s::jsonb, %s, %s, %s, %s,
+                   (SELECT "id" FROM "annotation_prediction" WHERE "id" = %s), %s
+            FROM held
             RETURNING "id", "item_id", "project_id"
         ),
         counted AS (
@@ -493,6 +535,8 @@ def _submit_reserved_postgres(
         client_key,
         now,
         schema_version,
+        suggestion[0],
+        suggestion[1],
         Assignment.Status.SUBMITTED,
         now,
         assignment.pk,
@@ -510,6 +554,8 @@ def _submit_reserved_postgres(
         client_key=client_key,
         created_at=now,
         schema_version=schema_version,
+        suggestion_id=suggestion[0],
+        suggestion_accepted=suggestion[1],
     )
     annotation_announce(annotation=annotation)
     return annotation

@@ -49,6 +49,50 @@
 
   let askedFor = false; // the notice says what the answer still misses
 
+  // The current item's suggestion (pre-label): {id, value, source_label, model_name,
+  // model_version} from the item's data-suggestion, plus its chip. The widget pre-selects it;
+  // while the answer is still exactly it, it is marked as a suggestion (chip, dashed outline)
+  // and Enter accepts it; any change makes the answer the worker's own. The server decides
+  // what was accepted: the page only says which suggestion it showed.
+  let suggestion = null;
+
+  // JSON with object keys sorted, so two answers compare equal whatever their key order.
+  const canonical = (value) =>
+    JSON.stringify(value, (_key, v) =>
+      v && typeof v === "object" && !Array.isArray(v)
+        ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, v[k]]))
+        : v,
+    );
+
+  function suggestionOf(item) {
+    if (!item.dataset.suggestion) return null;
+    try {
+      const shown = JSON.parse(item.dataset.suggestion);
+      const model = [shown.model_name, shown.model_version].filter(Boolean).join(" ");
+      shown.who = model ? `${shown.source_label} (${model})` : shown.source_label;
+      shown.key = canonical(shown.value);
+      shown.chip = document.createElement("p");
+      shown.chip.className = "suggestion-chip";
+      shown.chip.setAttribute("role", "status");
+      item.prepend(shown.chip);
+      return shown;
+    } catch (error) {
+      return null; // a garbled suggestion is no suggestion
+    }
+  }
+
+  function paintSuggestion() {
+    if (!suggestion) return;
+    const value = state.controller ? state.controller.value() : null;
+    const same = value !== null && canonical(value) === suggestion.key;
+    state.current.classList.toggle("is-suggested", same);
+    controls.classList.toggle("is-suggested", same);
+    suggestion.chip.classList.toggle("is-changed", !same);
+    suggestion.chip.textContent = same
+      ? `Suggested by ${suggestion.who}. Enter accepts it; any change makes the answer yours.`
+      : `Your own answer (the suggestion by ${suggestion.who} was changed).`;
+  }
+
   function say(message) {
     noticeEl.textContent = message;
     askedFor = false;
@@ -62,11 +106,15 @@
     const ready = answer() !== null;
     submitButton.setAttribute("aria-disabled", String(!ready));
     if (ready && askedFor) say("");
+    paintSuggestion();
   }
 
   function unmount() {
     if (state.controller) state.controller.destroy();
     state.controller = null;
+    if (suggestion) suggestion.chip.remove();
+    suggestion = null;
+    controls.classList.remove("is-suggested");
   }
 
   function mount(item) {
@@ -74,7 +122,11 @@
       say("This page cannot show this kind of item. Reload the page.");
       return;
     }
-    state.controller = widget.mount(item, { root, controls, config, changed, say });
+    suggestion = suggestionOf(item);
+    const shown = suggestion && { value: suggestion.value, who: suggestion.who };
+    const ctx = { root, controls, config, changed, say, suggestion: shown };
+    state.controller = widget.mount(item, ctx);
+    if (suggestion && state.controller.preset) state.controller.preset(suggestion.value);
     changed();
   }
 
@@ -168,6 +220,7 @@
       }
       body.set("value", JSON.stringify(value));
       body.set("duration_ms", String(Math.round(performance.now() - state.shownAt)));
+      if (suggestion) body.set("suggestion", String(suggestion.id));
       setDone(+1);
     }
     say("");

@@ -205,6 +205,14 @@
         if (!boxes.length && !allowNone) return null;
         return { boxes: boxes.map(({ x, y, w, h, label }) => ({ x, y, w, h, label })) };
       },
+      // A suggestion (pre-label) in stored form: draw its boxes (once the size is known).
+      preset(value) {
+        const given = (value && value.boxes) || [];
+        boxes = given.map(({ x, y, w, h, label }) => ({ x, y, w, h, label }));
+        selected = null;
+        if (size()) render();
+        else ctx.changed();
+      },
       missing() {
         if (boxes.some((box) => !box.label)) {
           return "Label every box: select it and press a label's key.";

@@ -27,6 +27,13 @@
           return answer || allowEmpty ? { text: answer } : null;
         },
         missing: () => "Type your answer first (Esc, then S, skips the item).",
+        // A suggestion (pre-label) in stored form: pre-fill the box with its text.
+        preset(value) {
+          if (!value || typeof value.text !== "string") return;
+          box.value = value.text;
+          box.setSelectionRange(box.value.length, box.value.length);
+          onInput();
+        },
         keydown(event) {
           if (event.key === "Escape" && event.target === box) {
             box.blur();

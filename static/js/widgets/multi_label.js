@@ -36,6 +36,12 @@
           return { labels: choices.map((b) => b.dataset.label).filter((l) => picked.has(l)) };
         },
         missing: () => "Pick at least one label first: press its key.",
+        // A suggestion (pre-label) in stored form: pre-select its labels.
+        preset(value) {
+          const wanted = new Set((value && value.labels) || []);
+          for (const b of choices) if (wanted.has(b.dataset.label)) picked.add(b.dataset.label);
+          paint();
+        },
         keydown(event) {
           const button = hotkeys.get(event.key.toLowerCase());
           if (!button) return false;

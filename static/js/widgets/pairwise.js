@@ -25,6 +25,11 @@
 
       return {
         value: () => (choice === null ? null : { choice }),
+        // A suggestion (pre-label) in stored form: pre-select its side (or tie / verdict).
+        preset(value) {
+          const button = buttons.find((b) => value && b.dataset.choice === value.choice);
+          if (button) choose(button);
+        },
         missing: () =>
           ctx.config.options.mode === "duplicate"
             ? "Say whether they are duplicates first: press d or n."

@@ -19,6 +19,11 @@
 
       return {
         value: () => (rating === null ? null : { rating }),
+        // A suggestion (pre-label) in stored form: pre-select its point of the scale.
+        preset(value) {
+          const button = points.find((b) => value && Number(b.dataset.rating) === value.rating);
+          if (button) pick(button);
+        },
         missing: () => "Rate the item first: press a number key.",
         keydown(event) {
           const button = hotkeys.get(event.key);

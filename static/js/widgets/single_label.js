@@ -21,6 +21,11 @@
 
       return {
         value: () => (selected === null ? null : { label: selected }),
+        // A suggestion (pre-label) in stored form: pre-select its label.
+        preset(value) {
+          const button = choices.find((b) => value && b.dataset.label === value.label);
+          if (button) select(button);
+        },
         missing: () => "Choose a label first: press its key.",
         keydown(event) {
           const button = hotkeys.get(event.key.toLowerCase());

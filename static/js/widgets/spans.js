@@ -332,6 +332,20 @@
         };
       },
       missing: () => "Mark at least one span: select text, then press a label's key.",
+      // A suggestion (pre-label) in stored form: draw its spans and relations.
+      preset(value) {
+        const given = (value && value.spans) || [];
+        // Offsets past the text (never stored, but a stale item may differ) are left out.
+        const fits = (s) => Number.isInteger(s.start) && s.end <= chars.length;
+        const kept = given.map((s) =>
+          fits(s) ? { start: s.start, end: s.end, label: s.label } : null,
+        );
+        spans = kept.filter(Boolean).sort(byOrder);
+        relations = ((value && value.relations) || [])
+          .map((r) => ({ from: kept[r.from], to: kept[r.to], label: r.label }))
+          .filter((r) => r.from && r.to);
+        render();
+      },
       keydown(event) {
         const target = event.target instanceof Element ? event.target : document.body;
         const focusedChip = target.closest(".spans-tag");
