@@ -29,7 +29,7 @@ from annotation.models import Annotation, Prediction, Project
 from annotation.task_types import task_config_of, task_type_get
 from annotation.task_types.base import TaskConfig, TaskType
 from quality.gold import wilson_interval
-from quality.models import ItemScore
+from quality.models import ItemScore, LabelingRule, ModelVersion
 
 REFERENCE_STATES = (ItemScore.State.CONFIDENT, ItemScore.State.REVIEWED)
 SMALL_N = 30  # below this many answers a share is flagged as uncertain
@@ -93,6 +93,12 @@ class SuggestionMetrics:
     answers_shown_timed: int
     answers_unaided_timed: int
     groups: list[AnswerGroup]
+    # Checked where predictions are never stored (gold items): the labeling rules on the gold
+    # items they cover (their last run, summed over active rules), and the built-in model on
+    # its held-out vetted items.
+    rules_gold: Accuracy = Accuracy(0, 0)
+    model_version: int | None = None
+    model_validation: Accuracy = Accuracy(0, 0)
 
     @property
     def accepted_share(self) -> float | None:
@@ -224,8 +230,36 @@ GROUPS = (
 )
 
 
+def _rules_gold(project: Project) -> Accuracy:
+    """The active rules' agreement with gold on the gold items each covers (last run)."""
+    n = correct = 0
+    for stats in LabelingRule.objects.filter(project_id=project.pk, active=True).values_list(
+        "stats", flat=True
+    ):
+        entry = (stats or {}).get("accuracy_gold") or {}
+        count, share = int(entry.get("n") or 0), entry.get("value")
+        if count and share is not None:
+            n += count
+            correct += round(float(share) * count)
+    return Accuracy(n, correct)
+
+
+def _model_validation(project: Project) -> tuple[int | None, Accuracy]:
+    """The newest ready built-in model version and its accuracy on held-out vetted items."""
+    latest = (
+        ModelVersion.objects.filter(project_id=project.pk, status=ModelVersion.Status.READY)
+        .order_by("-version")
+        .values_list("version", "validation_count", "validation_accuracy")
+        .first()
+    )
+    if latest is None or not latest[1] or latest[2] is None:
+        return None, Accuracy(0, 0)
+    version, n, share = latest
+    return version, Accuracy(n, round(share * n))
+
+
 def suggestion_metrics_get(*, project: Project) -> SuggestionMetrics:
-    """How the project's suggestions fare and what they do to answers (five queries)."""
+    """How the project's suggestions fare and what they do to answers (seven queries)."""
     task_type = task_type_get(project.task_type)
     config = task_config_of(project)
     live = Annotation.objects.filter(project_id=project.pk, superseded_at__isnull=True)
@@ -249,7 +283,11 @@ def suggestion_metrics_get(*, project: Project) -> SuggestionMetrics:
         .iterator(chunk_size=2000)
     ):
         tallies[by_outcome[accepted]].add(*_compare(task_type, config, value, tuple(reference)))
+    rules_gold, (model_version, model_validation) = _rules_gold(project), _model_validation(project)
     return SuggestionMetrics(
+        rules_gold=rules_gold,
+        model_version=model_version,
+        model_validation=model_validation,
         sources=_source_accuracy(project, task_type, config),
         shown=totals["accepted"] + totals["changed"],
         accepted=totals["accepted"],

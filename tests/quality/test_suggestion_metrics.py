@@ -117,8 +117,36 @@ def test_anchoring_compares_accepted_changed_and_unaided_answers(measured):
 
 
 def test_metrics_take_a_fixed_number_of_queries(measured, django_assert_num_queries):
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(7):
         suggestion_metrics_get(project=measured)
+
+
+def test_rules_and_the_model_are_reported_on_gold(measured):
+    from quality.models import LabelingRule, ModelVersion
+
+    owner = measured.created_by
+    for n, share in ((8, 0.75), (2, 0.5)):
+        LabelingRule.objects.create(
+            project=measured,
+            name=f"rule {n}",
+            kind=LabelingRule.Kind.KEYWORDS,
+            config={"keywords": ["x"]},
+            label="positive",
+            created_by=owner,
+            stats={"accuracy_gold": {"value": share, "n": n}},
+        )
+    ModelVersion.objects.create(
+        project=measured,
+        version=2,
+        status=ModelVersion.Status.READY,
+        validation_count=20,
+        validation_accuracy=0.85,
+    )
+
+    metrics = suggestion_metrics_get(project=measured)
+
+    assert metrics.rules_gold == Accuracy(n=10, correct=7)
+    assert (metrics.model_version, metrics.model_validation) == (2, Accuracy(n=20, correct=17))
 
 
 def test_accuracy_reports_its_interval_and_small_n():
@@ -191,6 +219,7 @@ def test_dashboard_shows_the_suggestions_section(client, measured, owner):
     assert "75%</strong> of 4 shown suggestions accepted unchanged" in html
     assert 'id="qd-source-import"' in html
     assert 'id="qd-group-unaided"' in html
+    assert 'id="qd-checked-on-gold"' in html  # rules and model, where predictions never go
     assert "qd-suggestions" not in poll.content.decode()  # measured once per page load
 
 
