@@ -41,7 +41,6 @@ from annotation.imports.parsing import data_hash
 from annotation.imports.rules import RowRules
 from annotation.models import Annotation, Item, Project
 from annotation.task_types import TaskConfig, TaskType
-from core.exceptions import ApplicationError
 from quality.label_import import (
     BATCH,
     LabelImportError,
@@ -79,18 +78,8 @@ class LabelStudioImportResult:
     duplicates_skipped: int
 
 
-class LabelStudioImportError(ApplicationError):
-    """The file has problems; nothing was imported. `errors` lists them by task and field."""
-
-    code = "invalid_file"
-
-    def __init__(self, errors: list[Issue]) -> None:
-        count = len(errors)
-        super().__init__(
-            f"The file has {count} problem{'s' if count != 1 else ''}; nothing was imported.",
-            fields={"file": errors},
-        )
-        self.errors = errors
+# The file has problems; nothing was imported. `errors` lists them by task and field.
+LabelStudioImportError = LabelImportError
 
 
 class _ResultError(Exception):

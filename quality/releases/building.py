@@ -593,10 +593,8 @@ def _consensus_method(totals: _Totals) -> str:
     return ENGINE_METHOD.format(methods=", ".join(sorted(totals.methods)) or "none")
 
 
-def _manifest(
-    release: Release, labels: list[str], totals: _Totals, files: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """Only values fixed when the release was created, so a rebuild gives the same bytes."""
+def manifest_head(release: Release) -> dict[str, Any]:
+    """The manifest fields every release has, all fixed when it was created."""
     return {
         "format_version": 1,
         "project_id": release.project_id,
@@ -612,6 +610,15 @@ def _manifest(
         "include_raw": release.include_raw,
         "include_identities": release.include_raw and release.include_identities,
         "config": release.config_snapshot,
+    }
+
+
+def _manifest(
+    release: Release, labels: list[str], totals: _Totals, files: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Only values fixed when the release was created, so a rebuild gives the same bytes."""
+    return {
+        **manifest_head(release),
         "counts": {
             "items": totals.items,
             "gold_items": totals.gold_items,

@@ -34,14 +34,12 @@ from django.http import HttpResponseRedirect
 from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header
 
-from core.exceptions import ApplicationError, ConflictError
 from quality.models import Release, ReleaseFile
 from quality.releases.services import (
-    CONTENT_TYPES,
     ReleaseDownload,
     ReleaseIntegrityError,
     release_download_name,
-    release_formats,
+    release_file_record,
 )
 
 logger = logging.getLogger(__name__)
@@ -62,35 +60,6 @@ class ReleaseRedirect:
         response["Cache-Control"] = "private, no-store"
         response["ETag"] = f'"{self.sha256}"'
         return response
-
-
-def _record_and_checksum(*, release: Release, fmt: str) -> tuple[ReleaseFile, str, str]:
-    """The file's record, its manifest sha256 and content type, after the format and state
-    checks (400 unknown format, 409 not ready, 500 missing from the manifest or records)."""
-    if fmt not in release_formats() or fmt == "manifest":
-        allowed = ", ".join(release_formats())
-        raise ApplicationError(
-            f"Unknown format {fmt!r}; use one of: {allowed}.",
-            code="unknown_format",
-            fields={"format": [f"Use one of: {allowed}."]},
-        )
-    if release.status != Release.Status.READY:
-        raise ConflictError(f"Release {release.tag} is not ready yet.", code="not_ready")
-    listed = {entry["format"]: entry for entry in (release.manifest or {}).get("files", [])}
-    record = next((f for f in release.files.all() if f.format == fmt), None)
-    if fmt not in listed or record is None:
-        raise ReleaseIntegrityError(f"Release {release.tag} has no {fmt} file.", code="missing")
-    expected = listed[fmt]["sha256"]
-    if record.sha256 != expected:
-        logger.error("Manifest and record disagree on %s (release %s)", record.path, release.pk)
-        raise ReleaseIntegrityError(
-            f"The {fmt} file of release {release.tag} does not match its manifest; "
-            "it was not served."
-        )
-    content_type = (
-        CONTENT_TYPES.get(fmt) or listed[fmt].get("content_type", "") or "application/octet-stream"
-    )
-    return record, expected, content_type
 
 
 def _verified_key(record: ReleaseFile, size: int) -> str:
@@ -116,7 +85,7 @@ def release_file_deliver(
     """How to serve one file of a ready release: a signed redirect (object storage) or the
     opened, checksum-verified file. `ranged`: the client asked for a byte range, so a cached
     verification of the same file is enough (see the module docstring)."""
-    record, expected, content_type = _record_and_checksum(release=release, fmt=fmt)
+    record, expected, content_type = release_file_record(release=release, fmt=fmt)
     filename = release_download_name(release=release, fmt=fmt, path=record.path)
     missing = f"The {fmt} file of release {release.tag} is missing from storage."
     if settings.ASSAY_RELEASE_SIGNED_REDIRECT:

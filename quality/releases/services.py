@@ -21,7 +21,7 @@ from django.utils.text import slugify
 from annotation.models import Annotation, Item, Project
 from annotation.task_types import task_types
 from core.exceptions import ApplicationError, ConflictError
-from quality.models import Release
+from quality.models import Release, ReleaseFile
 from quality.release_tasks import release_build_task
 from quality.releases.building import DATA_FILES
 from quality.releases.policy import policy_clean
@@ -184,8 +184,9 @@ class ReleaseDownload:
         return response
 
 
-def release_file_open(*, release: Release, fmt: str) -> ReleaseDownload:
-    """Open a ready release's file after checking its sha256 against the manifest."""
+def release_file_record(*, release: Release, fmt: str) -> tuple[ReleaseFile, str, str]:
+    """The file's record, its manifest sha256 and content type, after the format and state
+    checks (400 unknown format, 409 not ready, 500 missing from the manifest or records)."""
     if fmt not in release_formats() or fmt == "manifest":
         allowed = ", ".join(release_formats())
         raise ApplicationError(
@@ -200,6 +201,21 @@ def release_file_open(*, release: Release, fmt: str) -> ReleaseDownload:
     if fmt not in listed or record is None:
         raise ReleaseIntegrityError(f"Release {release.tag} has no {fmt} file.", code="missing")
     expected = listed[fmt]["sha256"]
+    if record.sha256 != expected:
+        logger.error("Manifest and record disagree on %s (release %s)", record.path, release.pk)
+        raise ReleaseIntegrityError(
+            f"The {fmt} file of release {release.tag} does not match its manifest; "
+            "it was not served."
+        )
+    content_type = (
+        CONTENT_TYPES.get(fmt) or listed[fmt].get("content_type", "") or "application/octet-stream"
+    )
+    return record, expected, content_type
+
+
+def release_file_open(*, release: Release, fmt: str) -> ReleaseDownload:
+    """Open a ready release's file after checking its sha256 against the manifest."""
+    record, expected, content_type = release_file_record(release=release, fmt=fmt)
     try:
         handle = default_storage.open(record.path, "rb")
     except FileNotFoundError:
@@ -221,9 +237,7 @@ def release_file_open(*, release: Release, fmt: str) -> ReleaseDownload:
     return ReleaseDownload(
         file=handle,
         filename=release_download_name(release=release, fmt=fmt, path=record.path),
-        content_type=CONTENT_TYPES.get(fmt)
-        or listed[fmt].get("content_type", "")
-        or "application/octet-stream",
+        content_type=content_type,
         sha256=expected,
         size=size,
     )

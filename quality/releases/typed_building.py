@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Iterator, Mapping
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ from quality.releases.building import (
     _text,
     annotator_pseudonym,
     extra_files_write,
+    manifest_head,
     manifest_publish,
     policy_manifest,
 )
@@ -210,20 +210,7 @@ def build_typed_into(
     ]
     agreement = task_type.agreement(sample, config=config) if sample else {}
     manifest = {
-        "format_version": 1,
-        "project_id": release.project_id,
-        "version": release.version,
-        "tag": release.tag,
-        "name": release.name,
-        "notes": release.notes,
-        "created_at": release.created_at.astimezone(UTC).isoformat(),
-        "cutoffs": {
-            "item_id": release.item_cutoff_id,
-            "annotation_id": release.annotation_cutoff_id,
-        },
-        "include_raw": release.include_raw,
-        "include_identities": release.include_raw and release.include_identities,
-        "config": release.config_snapshot,
+        **manifest_head(release),
         "counts": {
             "items": counts["items"],
             "gold_items": counts["gold_items"],
