@@ -173,6 +173,10 @@ def main() -> None:
     django.setup()
     from unittest import mock
 
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)  # a fresh benchmark database works as it is
+
     from annotation.models import Project
     from quality import release_tasks
     from quality.releases import release_create

@@ -48,7 +48,7 @@ CONTENT_TYPES = {
     "hf": "application/zip",
     "labelstudio": "application/json",
 }
-ROW_GROUP_SIZE = 10_000  # rows per Parquet row group (and per batch held in memory)
+ROW_GROUP_SIZE = 2_000  # rows per Parquet row group (and per batch held in memory)
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip member can carry
 SPLIT_ORDER = ("train", "validation", "test")
 SPLIT_NAME = re.compile(r"^\w+(\.\w+)*$")  # what `datasets` accepts as a split name
