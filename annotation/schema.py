@@ -31,6 +31,7 @@ from annotation.models import Annotation, Item, LabelSchemaVersion, Project
 from annotation.services import labels_clean
 from annotation.signals import label_schema_changed
 from annotation.task_types import TaskConfig, TaskType, task_type_get
+from core.audit import audit_record
 
 OPERATIONS_MAX = 100
 CHUNK = 5000
@@ -510,11 +511,25 @@ def schema_change_apply(
     locked.schema_version = version.number
     locked.save(update_fields=["labels", "schema_version", "updated_at"])
     transaction.on_commit(lambda: label_schema_changed.send(sender=Project, project_id=locked.pk))
+    audit_record(
+        actor=user,
+        project=locked,
+        action="schema.change",
+        target=f"label schema v{version.number}",
+        details={
+            "operations": plan.operations,
+            "note": version.note,
+            "migrated": plan.migrated_count,
+            "superseded": plan.superseded_count,
+        },
+    )
     project.labels, project.schema_version = locked.labels, locked.schema_version
     return version
 
 
-def schema_change_from_settings(*, project: Project, labels: Any) -> list[dict[str, str]]:
+def schema_change_from_settings(
+    *, project: Project, labels: Any, user: AbstractBaseUser | None = None
+) -> list[dict[str, str]]:
     """A label set edited in the project settings once answers exist: adds and hotkey or
     colour edits become a new schema version; renames and removals are refused (they need
     the Labels page's mapping). Returns the label set to store.
@@ -565,7 +580,7 @@ def schema_change_from_settings(*, project: Project, labels: Any) -> list[dict[s
         project=project,
         operations=operations,
         token=plan.token,
-        user=None,
+        user=user,
         note="Changed in the project settings.",
     )
     return list(version.labels)

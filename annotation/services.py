@@ -25,6 +25,7 @@ from annotation.models import (
 from annotation.signals import annotation_created
 from annotation.task_types import task_config_of, task_type_choices, task_type_get
 from annotation.task_types.base import DEFAULT_COLOURS
+from core.audit import audit_changes, audit_record
 
 HOTKEY_RE = re.compile(r"^[1-9a-rt-z]$")  # 's' is reserved for skip
 PROJECT_FIELDS = ("name", "instructions", "labels", "overlap", "gold_ratio", "task_type")
@@ -117,19 +118,27 @@ def project_create(*, user: AbstractBaseUser, **fields: Any) -> Project:
 
 
 @transaction.atomic
-def project_update(*, project: Project, **fields: Any) -> Project:
-    """Change a project's settings; a new overlap applies to items that are not complete."""
+def project_update(
+    *, project: Project, actor: AbstractBaseUser | None = None, **fields: Any
+) -> Project:
+    """Change a project's settings; a new overlap applies to items that are not complete.
+
+    Records a "project.update" audit event by `actor` with each changed field's before/after.
+    """
     unknown = set(fields) - set(PROJECT_FIELDS)
     if unknown:
         raise ValidationError({name: ["Unknown field."] for name in sorted(unknown)})
     if "task_type" in fields and fields["task_type"] != project.task_type:
         raise ValidationError({"task_type": ["The task type cannot change after creation."]})
+    before = {name: getattr(project, name) for name in fields}  # the schema change sets labels
     if "labels" in fields and project.annotations.exists():
         # Adds and hotkey/colour edits become a new label schema version; renames and removals
         # are refused (they need the Labels page's mapping). Body import: schema imports us.
         from annotation.schema import schema_change_from_settings
 
-        fields["labels"] = schema_change_from_settings(project=project, labels=fields["labels"])
+        fields["labels"] = schema_change_from_settings(
+            project=project, labels=fields["labels"], user=actor
+        )
     for name, value in fields.items():
         setattr(project, name, value)
     _project_validate(project)
@@ -139,6 +148,9 @@ def project_update(*, project: Project, **fields: Any) -> Project:
         project.items.filter(is_gold=False).update(
             target=Greatest(Value(project.overlap), F("slots_taken"))
         )
+    changes = audit_changes(before, {name: getattr(project, name) for name in fields})
+    if changes:
+        audit_record(actor=actor, project=project, action="project.update", details=changes)
     return project
 
 

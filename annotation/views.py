@@ -116,7 +116,7 @@ def project_settings(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     form = ProjectForm(data, project=project)
     if request.method == "POST" and form.is_valid():
         try:
-            project_update(project=project, **form.cleaned_data)
+            project_update(project=project, actor=request.user, **form.cleaned_data)
         except ValidationError as exc:
             project.refresh_from_db()
             form.add_service_errors(exc)

@@ -24,4 +24,5 @@ urlpatterns = [
     path("", include("quality.api.model_urls")),
     path("", include("quality.api.label_import")),
     path("", include("quality.api.rules_urls")),
+    path("", include("core.api.audit_urls")),
 ]

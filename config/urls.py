@@ -16,6 +16,7 @@ urlpatterns = [
     ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("", include("core.ops_urls")),
     path("api/v1/", include(("config.api_urls", "api"), namespace="api")),
     path("", include("annotation.urls")),
     path("", include("annotation.schema_urls")),
@@ -28,4 +29,5 @@ urlpatterns = [
     path("", include("quality.model_urls")),
     path("", include("quality.label_import_urls")),
     path("", include("quality.rules_urls")),
+    path("", include("core.audit_urls")),
 ]

@@ -32,7 +32,7 @@ from crowd.pay import (
     pay_decision_list_recent,
     pay_settings_get,
     pay_settings_update,
-    payout_csv,
+    payout_export,
     payout_filename,
 )
 from crowd.pay.forms import BonusForm, DecisionForm, PayoutForm, PaySettingsForm
@@ -184,7 +184,9 @@ def pay_payout(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     start, end = form.cleaned_data["start"], form.cleaned_data["end"]
     identities = form.cleaned_data["identities"]
     response = HttpResponse(
-        payout_csv(project=project, start=start, end=end, identities=identities),
+        payout_export(
+            project=project, start=start, end=end, identities=identities, actor=request.user
+        ),
         content_type="text/csv; charset=utf-8",
     )
     name = payout_filename(project=project, start=start, end=end, identities=identities)

@@ -305,7 +305,9 @@ def project_members(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
-            project_member_add(project=project, username=data["username"], role=data["role"])
+            project_member_add(
+                project=project, username=data["username"], role=data["role"], actor=request.user
+            )
         except ValidationError as error:
             form.add_error(None, error)
         else:

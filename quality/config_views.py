@@ -50,7 +50,10 @@ def quality_settings(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         if form.is_valid():
             try:
                 quality_config_update(
-                    project=project, **form.cleaned_data, spam_rules=_rules_to_store(raw_rules)
+                    project=project,
+                    actor=request.user,
+                    **form.cleaned_data,
+                    spam_rules=_rules_to_store(raw_rules),
                 )
             except ValidationError as exc:
                 form.add_service_errors(exc)

@@ -57,7 +57,7 @@ def model_train_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Queue a training of the project's model now (owners)."""
     project, _role = project_get_for_model(user=request.user, project_id=pk, manage=True)
     try:
-        count = model_train_request(project=project)
+        count = model_train_request(project=project, actor=request.user)
     except ApplicationError as error:
         messages.error(request, error.message)
     else:

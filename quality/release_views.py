@@ -251,6 +251,7 @@ def release_download(request: HtmxHttpRequest, pk: int, fmt: str) -> HttpRespons
             release=release,
             fmt=fmt,
             range_header=request.headers.get("Range"),
+            actor=request.user,
             if_range=request.headers.get("If-Range"),
         )
     except ApplicationError as exc:

@@ -199,7 +199,7 @@ def rule_active(request: HtmxHttpRequest, pk: int, rule_pk: int) -> HttpResponse
     """Owners switch a rule on or off (queues a run)."""
     project = project_get_for_rules(user=request.user, project_id=pk, manage=True)
     rule = get_object_or_404(rule_list_for_project(project=project), pk=rule_pk)
-    rule_update(rule=rule, active=not rule.active)
+    rule_update(rule=rule, active=not rule.active, actor=request.user)
     return _back(request, project.pk)
 
 
@@ -209,7 +209,7 @@ def rule_remove(request: HtmxHttpRequest, pk: int, rule_pk: int) -> HttpResponse
     """Owners delete a rule (queues a run)."""
     project = project_get_for_rules(user=request.user, project_id=pk, manage=True)
     rule = get_object_or_404(rule_list_for_project(project=project), pk=rule_pk)
-    rule_delete(rule=rule)
+    rule_delete(rule=rule, actor=request.user)
     return _back(request, project.pk)
 
 

@@ -84,6 +84,7 @@ annotation:project-list           get    login 2xx   2xx   2xx   2xx   2xx   2xx
 annotation:project-settings       get    login 404   404   403   403   403   403   2xx   2xx
 api:assignment-skip               post   401   404   404   2xx   404   404   404   404   404
 api:assignment-submit             post   401   404   404   400   404   404   404   404   404
+api:audit-event-list              get    401   404   404   403   403   403   403   2xx   2xx
 api:import-create                 post   401   404   404   403   403   403   403   400   400
 api:import-detail                 get    401   404   404   403   403   403   2xx   2xx   2xx
 api:item-list                     get    401   404   404   403   403   403   2xx   2xx   2xx
@@ -134,6 +135,7 @@ api:rule-list                     get    401   404   404   403   403   403   2xx
 api:rule-run                      post   401   404   404   403   403   403   403   2xx   2xx
 api:schema-plan                   post   401   404   404   403   403   403   403   400   400
 api:schema-version-list           get    401   404   404   403   403   403   2xx   2xx   2xx
+audit:audit-list                  get    login 404   404   403   403   403   403   2xx   2xx
 crowd:item-image                  get    login 404   404   3xx   3xx   3xx   3xx   3xx   3xx
 crowd:label                       get    login 404   404   2xx   2xx   403   403   403   404
 crowd:label-skip                  post   login 404   404   2xx   404   404   403   403   404
@@ -153,6 +155,9 @@ label_import:label-import         get    login 404   404   403   403   403   403
 model:page                        get    login 404   404   403   403   403   2xx   2xx   2xx
 model:serving-order               post   login 404   404   403   403   403   403   3xx   3xx
 model:train                       post   login 404   404   403   403   403   403   3xx   3xx
+ops:healthz                       get    2xx   2xx   2xx   2xx   2xx   2xx   2xx   2xx   2xx
+ops:metrics                       get    2xx   2xx   2xx   2xx   2xx   2xx   2xx   2xx   2xx
+ops:readyz                        get    2xx   2xx   2xx   2xx   2xx   2xx   2xx   2xx   2xx
 pay:bonus                         post   login 404   404   403   403   403   403   422   422
 pay:decide                        post   login 404   404   403   403   403   422   422   422
 pay:earnings                      get    login 404   404   2xx   2xx   2xx   2xx   2xx   2xx

@@ -112,7 +112,7 @@ class ProjectDetailApi(APIView):
         project, _role = project_access(user=request.user, project_id=project_id, roles=OWNERS)
         data = self.InputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        project = project_update(project=project, **data.validated_data)
+        project = project_update(project=project, actor=request.user, **data.validated_data)
         return Response(ProjectOutputSerializer(project).data)
 
 

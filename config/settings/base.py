@@ -45,6 +45,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "core.logging.RequestIdMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -239,8 +240,30 @@ SECURE_REFERRER_POLICY = "same-origin"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "core.logging.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env("DJANGO_LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# >>> Operations: health, readiness and Prometheus metrics (core/health.py, core/metrics.py) >>>>
+# First middleware, so request latency covers every other middleware.
+MIDDLEWARE = ["core.metrics.RequestMetricsMiddleware", *MIDDLEWARE]
+# /metrics answers requests straight from these addresses or networks (a request carrying a
+# proxy header such as X-Forwarded-For never counts as direct), or with
+# `Authorization: Bearer <ASSAY_METRICS_TOKEN>` when the token is set; anyone else gets 404.
+ASSAY_METRICS_ALLOWED_IPS = env.list("ASSAY_METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
+ASSAY_METRICS_TOKEN = env("ASSAY_METRICS_TOKEN", default="")
+# A Celery worker serves its task metrics on this "host:port" (e.g. 0.0.0.0:9808; empty: off).
+ASSAY_METRICS_WORKER_ADDRESS = env("ASSAY_METRICS_WORKER_ADDRESS", default="")
+# PROMETHEUS_MULTIPROC_DIR (read by prometheus_client itself): see core/metrics.py.
+# <<< Operations <<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<<

@@ -33,7 +33,7 @@ from crowd.pay import (
     pay_floor_cents,
     pay_settings_get,
     pay_settings_update,
-    payout_csv,
+    payout_export,
     payout_filename,
 )
 
@@ -257,7 +257,9 @@ class PayoutExportApi(APIView):
         query.is_valid(raise_exception=True)
         start, end = query.validated_data["start"], query.validated_data["end"]
         identities = query.validated_data["identities"]
-        body = payout_csv(project=project, start=start, end=end, identities=identities)
+        body = payout_export(
+            project=project, start=start, end=end, identities=identities, actor=request.user
+        )
         response = HttpResponse(body, content_type="text/csv; charset=utf-8")
         name = payout_filename(project=project, start=start, end=end, identities=identities)
         response["Content-Disposition"] = f'attachment; filename="{name}"'

@@ -176,7 +176,7 @@ class ProjectMemberListApi(APIView):
         project = self._owned_project(request, project_id)
         data = MemberInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        member = project_member_add(project=project, **data.validated_data)
+        member = project_member_add(project=project, actor=request.user, **data.validated_data)
         return Response(MemberOutputSerializer(member).data, status=status.HTTP_201_CREATED)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from crowd.pay.export import (
     csv_cell_safe,
     payout_csv,
+    payout_export,
     payout_filename,
     payout_identities,
     payout_period,
@@ -55,6 +56,7 @@ __all__ = [
     "pay_settings_get",
     "pay_settings_update",
     "payout_csv",
+    "payout_export",
     "payout_filename",
     "payout_identities",
     "payout_period",

@@ -7,10 +7,12 @@ import io
 from datetime import date, datetime, time, timedelta
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
 
 from annotation.models import Project
+from core.audit import audit_record
 from crowd.models import ExternalIdentity
 from crowd.pay.selectors import ledger_get
 
@@ -122,3 +124,24 @@ def payout_csv(*, project: Project, start: date, end: date, identities: bool = F
             [csv_cell_safe(cell) for cell in text] + numbers + [csv_cell_safe(c) for c in extra]
         )
     return out.getvalue()
+
+
+def payout_export(
+    *,
+    project: Project,
+    start: date,
+    end: date,
+    actor: AbstractBaseUser | None,
+    identities: bool = False,
+) -> str:
+    """An owner's payout export: `payout_csv`, recorded as an "export.payout_csv" audit event
+    by `actor` (the period, whether identities were included, how many workers)."""
+    text = payout_csv(project=project, start=start, end=end, identities=identities)
+    audit_record(
+        actor=actor,
+        project=project,
+        action="export.payout_csv",
+        target=f"payouts {start.isoformat()} to {end.isoformat()}",
+        details={"identities": identities, "workers": len(list(csv.reader(io.StringIO(text)))) - 1},
+    )
+    return text

@@ -8,6 +8,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from annotation.models import Annotation, Project, ProjectMember
+from core.audit import audit_record
 from crowd.models import Bonus, PayDecision, PaySettings
 from crowd.pay.selectors import reward_cents_for
 
@@ -76,7 +77,7 @@ def annotation_decide(
         if status == PayDecision.Status.APPROVED:
             pay = PaySettings.objects.filter(project_id=locked.project_id).first()
             amount = reward_cents_for(pay, is_gold=locked.item.is_gold) if pay else 0
-        return PayDecision.objects.create(
+        decision = PayDecision.objects.create(
             project_id=locked.project_id,
             annotation=locked,
             worker_id=locked.author_id,
@@ -86,6 +87,20 @@ def annotation_decide(
             amount_cents=amount,
             decided_by=decided_by,
         )
+        audit_record(
+            actor=decided_by,
+            project=locked.project_id,
+            action="pay.approve" if status == PayDecision.Status.APPROVED else "pay.reject",
+            target=f"annotation {locked.pk} (item {locked.item_id})",
+            details={
+                "worker": locked.author_id,
+                "status": {"before": current.status if current else None, "after": status},
+                "reason": reason,
+                "source": source,
+                "amount_cents": amount,
+            },
+        )
+        return decision
 
 
 def bonus_grant(
@@ -114,6 +129,19 @@ def bonus_grant(
         errors["worker"] = ["This person does not work on this project."]
     if errors:
         raise ValidationError(errors)
-    return Bonus.objects.create(
-        project=project, worker=worker, amount_cents=amount_cents, note=note, granted_by=granted_by
-    )
+    with transaction.atomic():
+        bonus = Bonus.objects.create(
+            project=project,
+            worker=worker,
+            amount_cents=amount_cents,
+            note=note,
+            granted_by=granted_by,
+        )
+        audit_record(
+            actor=granted_by,
+            project=project,
+            action="pay.bonus",
+            target=f"worker {worker.get_username()}",
+            details={"amount_cents": amount_cents, "note": note},
+        )
+    return bonus

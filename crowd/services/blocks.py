@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from annotation.models import Project, ProjectMember
+from core.audit import audit_record
 from crowd.models import (
     Assignment,
     Pool,
@@ -93,7 +94,19 @@ def worker_block(
         project_ids = list(
             ProjectPool.objects.filter(pool=pool).values_list("project_id", flat=True)
         )
-    _reservations_release(worker=worker, project_ids=project_ids)
+    released = _reservations_release(worker=worker, project_ids=project_ids)
+    audit_record(
+        actor=created_by,
+        project=project,
+        action="worker.block",
+        target=f"worker {worker.get_username()}",
+        details={
+            "reason": reason,
+            "source": source,
+            "pool": pool.name if pool is not None else None,
+            "reservations_released": released,
+        },
+    )
     return block
 
 
@@ -102,13 +115,23 @@ def worker_unblock(*, block: WorkerBlock, lifted_by: AbstractBaseUser | None = N
     """Lift a block (kept as history); the worker is offered work again. Idempotent."""
     locked = (
         WorkerBlock.objects.select_for_update(of=("self",))
-        .select_related("worker", "created_by")
+        .select_related("worker", "created_by", "project", "pool")
         .get(pk=block.pk)
     )
     if locked.lifted_at is None:
         locked.lifted_at = timezone.now()
         locked.lifted_by = lifted_by
         locked.save(update_fields=["lifted_at", "lifted_by"])
+        audit_record(
+            actor=lifted_by,
+            project=locked.project,
+            action="worker.unblock",
+            target=f"worker {locked.worker.get_username()}",
+            details={
+                "reason": locked.reason,
+                "pool": locked.pool.name if locked.pool is not None else None,
+            },
+        )
     return locked
 
 

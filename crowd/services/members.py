@@ -11,6 +11,7 @@ from annotation.models import Project, ProjectMember
 from annotation.services import (
     project_member_set,
 )
+from core.audit import audit_record
 from crowd.models import (
     Pool,
     PoolMember,
@@ -38,11 +39,21 @@ def project_default_pool(*, project: Project) -> Pool:
 
 
 @transaction.atomic
-def project_member_add(*, project: Project, username: str, role: str) -> ProjectMember:
-    """Give an existing user a role; annotators also join the project's labeling pool."""
+def project_member_add(
+    *, project: Project, username: str, role: str, actor: AbstractBaseUser | None = None
+) -> ProjectMember:
+    """Give an existing user a role; annotators also join the project's labeling pool.
+
+    Records a "member.add" audit event by `actor` with the role before and after.
+    """
     user = get_user_model().objects.filter(username=username).first()
     if user is None:
         raise ValidationError({"username": [f"No user named {username!r}."]})
+    previous = (
+        ProjectMember.objects.filter(project=project, user=user)
+        .values_list("role", flat=True)
+        .first()
+    )
     owners = ProjectMember.objects.filter(project=project, role=ProjectMember.Role.OWNER)
     if role != ProjectMember.Role.OWNER and not owners.exclude(user=user).exists():
         raise ValidationError({"role": ["A project keeps at least one owner."]})
@@ -52,6 +63,13 @@ def project_member_add(*, project: Project, username: str, role: str) -> Project
         PoolMember.objects.get_or_create(pool=pool, user=user)
     else:
         PoolMember.objects.filter(pool__project_pools__project=project, user=user).delete()
+    audit_record(
+        actor=actor,
+        project=project,
+        action="member.add",
+        target=f"user {user.get_username()}",
+        details={"role": {"before": previous, "after": role}},
+    )
     return member
 
 

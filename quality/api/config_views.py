@@ -113,7 +113,7 @@ class QualityConfigApi(APIView):
         project = _owner_project(request, pk)
         data = QualityConfigInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        config = quality_config_update(project=project, **data.validated_data)
+        config = quality_config_update(project=project, actor=request.user, **data.validated_data)
         return Response(QualityConfigSerializer(config).data)
 
 

@@ -60,5 +60,5 @@ class ModelTrainApi(APIView):
         project, _role = project_get_for_model(
             user=request.user, project_id=project_id, manage=True
         )
-        count = model_train_request(project=project)
+        count = model_train_request(project=project, actor=request.user)
         return Response({"queued": True, "vetted": count}, status=status.HTTP_202_ACCEPTED)

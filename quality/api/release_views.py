@@ -94,5 +94,6 @@ class ReleaseDownloadApi(APIView):
             release=release,
             fmt=request.query_params.get("format", ""),
             range_header=request.headers.get("Range"),
+            actor=request.user,
             if_range=request.headers.get("If-Range"),
         )

@@ -82,13 +82,13 @@ class RuleDetailApi(APIView):
         rule = self._rule(request, project_id, rule_id, manage=True)
         data = RuleInputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        rule = rule_update(rule=rule, **data.validated_data)
+        rule = rule_update(rule=rule, actor=request.user, **data.validated_data)
         return Response(RuleOutputSerializer(rule).data)
 
     @extend_schema(responses={204: OpenApiResponse(description="Deleted.")})
     def delete(self, request: Request, project_id: int, rule_id: int) -> Response:
         rule = self._rule(request, project_id, rule_id, manage=True)
-        rule_delete(rule=rule)
+        rule_delete(rule=rule, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import joblib
 import numpy as np
+from django.contrib.auth.models import AbstractBaseUser
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
@@ -33,6 +34,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MultiLabelBinarizer
 
 from annotation.models import Item, Project
+from core.audit import audit_record
 from core.exceptions import ApplicationError
 from quality.models import ItemScore, ModelVersion
 
@@ -383,9 +385,10 @@ def model_train_enqueue(*, project: Project) -> None:
     transaction.on_commit(lambda: model_train_task.delay(project_id))
 
 
-def model_train_request(*, project: Project) -> int:
+def model_train_request(*, project: Project, actor: AbstractBaseUser | None = None) -> int:
     """An owner's "train now": check the project can train (ModelNotTrainableError saying why
-    not) and queue a training after commit. Returns the number of vetted labels."""
+    not) and queue a training after commit. Returns the number of vetted labels. Records a
+    "model.train" audit event by `actor`."""
     if not model_supported(project=project):
         raise ModelNotTrainableError(
             "The built-in model trains on single- and multi-label text projects only.",
@@ -404,4 +407,7 @@ def model_train_request(*, project: Project) -> int:
     if training.exists():
         raise ModelNotTrainableError("A version is training already.", code="training")
     model_train_enqueue(project=project)
+    audit_record(
+        actor=actor, project=project, action="model.train", details={"vetted_labels": count}
+    )
     return count

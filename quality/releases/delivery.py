@@ -28,12 +28,14 @@ from dataclasses import dataclass
 from typing import IO
 
 from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.cache import cache
 from django.core.files.storage import default_storage
 from django.http import HttpResponseRedirect
 from django.http.response import HttpResponseBase
 from django.utils.http import content_disposition_header
 
+from core.audit import audit_record
 from quality.models import Release, ReleaseFile
 from quality.releases.services import (
     ReleaseDownload,
@@ -80,11 +82,28 @@ def _verify(handle: IO[bytes], *, expected: str) -> tuple[bool, int]:
 
 
 def release_file_deliver(
-    *, release: Release, fmt: str, ranged: bool = False
+    *,
+    release: Release,
+    fmt: str,
+    ranged: bool = False,
+    actor: AbstractBaseUser | AnonymousUser | None = None,
 ) -> ReleaseDownload | ReleaseRedirect:
     """How to serve one file of a ready release: a signed redirect (object storage) or the
     opened, checksum-verified file. `ranged`: the client asked for a byte range, so a cached
-    verification of the same file is enough (see the module docstring)."""
+    verification of the same file is enough (see the module docstring). Records a
+    "release.download" audit event by `actor` for each file served."""
+    delivery = _deliver(release=release, fmt=fmt, ranged=ranged)
+    audit_record(
+        actor=actor if isinstance(actor, AbstractBaseUser) else None,
+        project=release.project_id,
+        action="release.download",
+        target=f"release {release.tag} {fmt}",
+        details={"format": fmt, "ranged": ranged, "sha256": delivery.sha256},
+    )
+    return delivery
+
+
+def _deliver(*, release: Release, fmt: str, ranged: bool) -> ReleaseDownload | ReleaseRedirect:
     record, expected, content_type = release_file_record(release=release, fmt=fmt)
     filename = release_download_name(release=release, fmt=fmt, path=record.path)
     missing = f"The {fmt} file of release {release.tag} is missing from storage."
@@ -122,14 +141,22 @@ def release_file_deliver(
 
 
 def release_download_response(
-    *, release: Release, fmt: str, range_header: str | None = None, if_range: str | None = None
+    *,
+    release: Release,
+    fmt: str,
+    range_header: str | None = None,
+    if_range: str | None = None,
+    actor: AbstractBaseUser | AnonymousUser | None = None,
 ) -> HttpResponseBase:
-    """The HTTP answer to a download request (pages and the API): 302, 200, 206 or 416.
+    """The HTTP answer to a download request (pages and the API) by `actor`: 302, 200, 206
+    or 416.
 
     An `If-Range` that is not the file's ETag (its quoted sha256) turns a ranged request into
     a whole-file one, so a client never stitches parts of two different files.
     """
-    delivery = release_file_deliver(release=release, fmt=fmt, ranged=bool(range_header))
+    delivery = release_file_deliver(
+        release=release, fmt=fmt, ranged=bool(range_header), actor=actor
+    )
     if if_range and if_range.strip() != f'"{delivery.sha256}"':
         range_header = None
     return delivery.response(range_header=range_header)

@@ -20,6 +20,7 @@ from django.utils.text import slugify
 
 from annotation.models import Annotation, Item, Project
 from annotation.task_types import task_types
+from core.audit import audit_record
 from core.exceptions import ApplicationError, ConflictError
 from quality.models import Release, ReleaseFile
 from quality.release_tasks import release_build_task
@@ -111,6 +112,19 @@ def release_create(
     )
     release.full_clean(exclude=["project", "created_by"])
     release.save()
+    audit_record(
+        actor=user,
+        project=locked,
+        action="release.create",
+        target=f"release {release.tag}",
+        details={
+            "name": release.name,
+            "include_raw": include_raw,
+            "include_identities": include_identities,
+            "policy": policy,
+            "split": split,
+        },
+    )
     release_build_task.delay_on_commit(release.pk)
     return release
 

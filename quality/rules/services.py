@@ -18,6 +18,7 @@ from django.utils import timezone
 from annotation.access import MANAGERS, OWNERS, project_access
 from annotation.models import Project
 from annotation.task_types import task_config_of, task_type_get
+from core.audit import audit_changes, audit_record
 from quality.models import LabelingRule
 from quality.rules.kinds import config_clean
 from quality.rules.tasks import rules_run_task
@@ -131,31 +132,60 @@ def rule_create(
         raise ValidationError({"name": [f"A project has at most {RULES_MAX} rules."]})
     rule = LabelingRule.objects.create(project=project, created_by=user, **fields)
     _run_queue(project)
+    audit_record(
+        actor=user,
+        project=project,
+        action="rules.change",
+        target=f"rule {rule.name}",
+        details={"op": "create", **audit_changes({}, fields)},
+    )
     return rule
 
 
 @transaction.atomic
-def rule_update(*, rule: LabelingRule, **changes: Any) -> LabelingRule:
-    """Change a rule's name, kind, label, config and/or active flag; queues a run."""
+def rule_update(
+    *, rule: LabelingRule, actor: AbstractBaseUser | None = None, **changes: Any
+) -> LabelingRule:
+    """Change a rule's name, kind, label, config and/or active flag; queues a run.
+
+    Records a "rules.change" audit event by `actor` with the changed fields' before/after.
+    """
     if "active" in changes and not isinstance(changes["active"], bool):
         raise ValidationError({"active": ["true or false."]})
     current = {"name": rule.name, "kind": rule.kind, "label": rule.label, "config": rule.config}
     merged = {key: changes.get(key, value) for key, value in current.items()}
     fields = _clean(rule.project, **merged)
     fields["active"] = changes.get("active", rule.active)
+    before = {key: getattr(rule, key) for key in fields}
     for key, value in fields.items():
         setattr(rule, key, value)
     rule.save(update_fields=[*fields, "updated_at"])
     _run_queue(rule.project)
+    audit_record(
+        actor=actor,
+        project=rule.project,
+        action="rules.change",
+        target=f"rule {rule.name}",
+        details={"op": "update", **audit_changes(before, fields)},
+    )
     return rule
 
 
 @transaction.atomic
-def rule_delete(*, rule: LabelingRule) -> None:
-    """Delete a rule; queues a run (its pre-labels go with the next run)."""
+def rule_delete(*, rule: LabelingRule, actor: AbstractBaseUser | None = None) -> None:
+    """Delete a rule; queues a run (its pre-labels go with the next run). Records a
+    "rules.change" audit event by `actor`."""
     project = rule.project
+    name, rule_id = rule.name, rule.pk
     rule.delete()
     _run_queue(project)
+    audit_record(
+        actor=actor,
+        project=project,
+        action="rules.change",
+        target=f"rule {name}",
+        details={"op": "delete", "rule": rule_id},
+    )
 
 
 @transaction.atomic

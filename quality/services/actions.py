@@ -21,6 +21,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from annotation.models import Item, Project
+from core.audit import audit_changes, audit_record
 from crowd.models import WorkerBlock
 from quality.models import ItemScore, QualityAction, QualityConfig
 from quality.services.engine import Votes
@@ -267,8 +268,13 @@ def quality_action_get(*, project: Project, action_id: int) -> QualityAction:
 # --- configuration -----------------------------------------------------------------------------
 
 
-def quality_config_update(*, project: Project, **fields: Any) -> QualityConfig:
+def quality_config_update(
+    *, project: Project, actor: AbstractBaseUser | None = None, **fields: Any
+) -> QualityConfig:
     """Validate and save the owner's quality settings; schedules a recompute.
+
+    Records a "quality.settings" audit event by `actor` with each changed setting's
+    before/after.
 
     Spam rules are validated rule by rule (errors name the rule and field) and stored in the
     canonical JSON form. Raises ValidationError with per-field messages.
@@ -280,6 +286,7 @@ def quality_config_update(*, project: Project, **fields: Any) -> QualityConfig:
         config = QualityConfig.objects.select_for_update().get(
             pk=quality_config_get(project=project).pk
         )
+        before = {name: getattr(config, name) for name in fields}
         for name, value in fields.items():
             setattr(config, name, value)
         errors: dict[str, list[str]] = {}
@@ -298,6 +305,9 @@ def quality_config_update(*, project: Project, **fields: Any) -> QualityConfig:
             raise ValidationError(errors)
         config.save()
         quality_recompute_schedule(project_id=project.pk)
+        changes = audit_changes(before, {name: getattr(config, name) for name in fields})
+        if changes:
+            audit_record(actor=actor, project=project, action="quality.settings", details=changes)
     return config
 
 
