@@ -72,6 +72,8 @@ class PredictionListCreateApi(GenericAPIView):
     """GET: the project's predictions, paginated (owners and reviewers).
     POST: store a model's predictions; they replace that model name's earlier ones (owners)."""
 
+    serializer_class = PredictionUploadInputSerializer  # what OPTIONS describes for POST
+
     @extend_schema(
         summary="List the project's predictions (owners and reviewers)",
         parameters=[

@@ -89,6 +89,8 @@ class SchemaVersionListCreateApi(GenericAPIView):
     """GET: the label schema versions, newest first (owners and reviewers).
     POST: confirm a previewed change (owners); answers are migrated at once."""
 
+    serializer_class = SchemaVersionInputSerializer  # what OPTIONS describes for POST
+
     @extend_schema(
         summary="List the label schema versions (owners and reviewers)",
         responses={200: SchemaVersionOutputSerializer(many=True)},

@@ -76,6 +76,7 @@ class ProjectListCreateApi(GenericAPIView):
     """GET: projects the caller can see in any role. POST: create one; the caller owns it."""
 
     InputSerializer = ProjectInputSerializer
+    serializer_class = ProjectInputSerializer  # what OPTIONS describes for POST
 
     @extend_schema(
         operation_id="projects_list", responses={200: ProjectOutputSerializer(many=True)}

@@ -13,12 +13,19 @@ also recomputes them. The debounced post-submit task runs full while the project
 watching a new project see them move), and otherwise light unless the last full run is older
 than FULL_RECOMPUTE_MAX_AGE; Celery beat runs a full one for every project with newer
 annotations (quality_recompute_stale_enqueue).
+
+Submissions never depend on Redis: when the debounce key or the task cannot be sent, the
+process that stored the annotation keeps the project as owed and retries in the background
+until Redis answers, so scores catch up soon after an outage even if nobody submits again
+(benchmarks/drill_redis.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+import time
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -56,6 +63,12 @@ RECOMPUTE_DELAY_SECONDS = 2
 # Safety net: if a scheduled task is lost, the debounce key expires and the next submission
 # schedules again. A task clears the key as soon as it starts, so this rarely matters.
 RECOMPUTE_PENDING_TTL_SECONDS = 60
+# A recompute that could not be queued (Redis or the broker down) is retried by the process
+# in the background: first after this many seconds, then doubling up to the maximum, until it
+# is queued or this long has passed (Celery beat's sweep of stale projects catches the rest).
+RECOMPUTE_RETRY_FIRST_SECONDS = 1.0
+RECOMPUTE_RETRY_MAX_SECONDS = 8.0
+RECOMPUTE_RETRY_GIVE_UP_SECONDS = 30 * 60.0
 # First key of the two-key PostgreSQL advisory lock (the second is the project id). Any
 # constant works as long as no other code uses it; this one spells "QR" (quality recompute).
 RECOMPUTE_LOCK_NAMESPACE = 0x5152
@@ -69,6 +82,12 @@ EXCLUDING_KINDS = (QualityAction.Kind.EXCLUDE, QualityAction.Kind.BLOCK)
 MAX_RULE_ROUNDS = 3
 
 State = ItemScore.State
+
+# Projects whose recompute this process still owes (id -> monotonic time of the first
+# failure), and the thread retrying them; see _owe.
+_owed: dict[int, float] = {}
+_owed_lock = threading.Lock()
+_retrier: threading.Thread | None = None
 
 
 def _pending_key(project_id: int) -> str:
@@ -94,19 +113,73 @@ def quality_recompute_schedule(*, project_id: int) -> None:
 def _recompute_enqueue(project_id: int) -> None:
     """Send the debounced task. Runs after the submission committed, so it never fails it.
 
-    With Redis or the broker down the error is logged and the key dropped (best effort): the
-    annotation is stored, and the next submission schedules the recompute again.
+    With Redis or the broker down the error is logged, the key dropped and the project owed:
+    this process keeps retrying in the background (see _owe), so the recompute is queued soon
+    after Redis returns even when nobody submits any more.
     """
+    if not _enqueue_once(project_id, log_failure=True):
+        _owe(project_id)
+    elif _owed:  # queued now: whatever this process still owed for the project is settled
+        with _owed_lock:
+            _owed.pop(project_id, None)
+
+
+def _enqueue_once(project_id: int, *, log_failure: bool) -> bool:
+    """Try to queue the debounced task; False when Redis or the broker refused."""
     key = _pending_key(project_id)
     try:
         # cache.add is atomic (SET NX on Redis): only the first caller in a window enqueues.
-        if not cache.add(key, 1, timeout=RECOMPUTE_PENDING_TTL_SECONDS):
-            return
-        quality_recompute_task.apply_async(args=(project_id,), countdown=RECOMPUTE_DELAY_SECONDS)
+        if cache.add(key, 1, timeout=RECOMPUTE_PENDING_TTL_SECONDS):
+            quality_recompute_task.apply_async(
+                args=(project_id,), countdown=RECOMPUTE_DELAY_SECONDS
+            )
     except Exception:
-        logger.exception("Could not schedule a quality recompute for project %s", project_id)
+        if log_failure:
+            logger.exception("Could not schedule a quality recompute for project %s", project_id)
         with contextlib.suppress(Exception):
             cache.delete(key)
+        return False
+    return True
+
+
+def _owe(project_id: int) -> None:
+    """Remember a recompute this process could not queue, and make sure a retrier runs."""
+    global _retrier
+    with _owed_lock:
+        _owed.setdefault(project_id, time.monotonic())
+        if _retrier is None or not _retrier.is_alive():  # none yet, or lost in a fork
+            _retrier = threading.Thread(
+                target=_owed_retry, name="quality-recompute-retry", daemon=True
+            )
+            _retrier.start()
+
+
+def _owed_retry() -> None:
+    """Retry owed recomputes with a doubling delay until each is queued or given up.
+
+    A thread of its own (only cache and broker calls, never the database): it must not hold
+    up a request, and must run when no request comes. Owed projects live in this process's
+    memory only; if the process dies first, Celery beat's stale sweep is the backstop.
+    """
+    global _retrier
+    delay = RECOMPUTE_RETRY_FIRST_SECONDS
+    while True:
+        time.sleep(delay)
+        with _owed_lock:
+            owed = dict(_owed)
+        for project_id, since in owed.items():
+            queued = _enqueue_once(project_id, log_failure=False)
+            if queued or time.monotonic() - since > RECOMPUTE_RETRY_GIVE_UP_SECONDS:
+                if not queued:
+                    logger.error("Gave up queueing a quality recompute for project %s", project_id)
+                with _owed_lock:
+                    if _owed.get(project_id) == since:
+                        del _owed[project_id]
+        with _owed_lock:
+            if not _owed:
+                _retrier = None
+                return
+        delay = min(delay * 2, RECOMPUTE_RETRY_MAX_SECONDS)
 
 
 def quality_recompute_scheduled(
