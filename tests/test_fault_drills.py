@@ -94,9 +94,11 @@ def test_drill_celery_worker_killed_mid_recompute_and_mid_release_build() -> Non
     output = _run(
         "drill_celery_kill.py",
         "--items",
-        "6000",
+        "12000",  # a recompute of ~1 s: long enough to be killed mid-way on a busy machine
         "--annotators",
         "20",
+        "--kill-after",
+        "0.05",
         "--pg",
         server,
         "--database",
