@@ -31,3 +31,6 @@ urlpatterns = [
     path("", include("quality.rules_urls")),
     path("", include("core.audit_urls")),
 ]
+
+# Pages answer a lost database with a clean 503 (core.errors); other errors keep 500.html.
+handler500 = "core.errors.server_error"
