@@ -2,8 +2,9 @@
 
 The build runs in a task, in autocommit, reading items and annotations through two
 server-side cursors and writing data.jsonl and data.csv to a temporary directory while
-hashing them; manifest.json describes the result. Files are copied to storage and the
-release marked ready in one final transaction, under the release's row lock.
+hashing them; manifest.json describes the result. Files are staged in storage outside any
+lock, then moved into place and the release marked ready in one short final transaction under
+the release's row lock (`storage_publish`).
 
 Both builders (this one for categorical types, `typed_building` for structured ones) apply
 the release's selection policy (`policy`) per item and hand their rows to a `RowSink`, which
@@ -30,19 +31,15 @@ from typing import Any
 import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.files import File
-from django.core.files.storage import default_storage
-from django.db import transaction
 from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from django.db.models.fields.json import KT
-from django.utils import timezone
 
 from annotation.models import Annotation, Item
 from annotation.task_types import ExportForm, ExportRow, TaskConfig, task_type_get
 from core.exceptions import ApplicationError
 from crowd.models import ExternalIdentity
 from quality.metrics import fleiss_kappa, krippendorff_alpha_nominal, vote_shares
-from quality.models import ItemScore, Release, ReleaseFile, ReviewDecision
+from quality.models import ItemScore, Release, ReviewDecision
 from quality.releases.policy import excluded_workers, policy_admits, policy_describe, policy_of
 from quality.releases.splits import (
     SPLITS,
@@ -51,7 +48,8 @@ from quality.releases.splits import (
     previous_splits,
     split_of,
 )
-from quality.releases.webhooks import release_ready_announce
+from quality.releases.storage_publish import release_publish, staging_sweep
+from quality.releases.storage_publish import release_storage_dir as release_storage_dir
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +82,8 @@ def release_build(*, release: Release) -> Release:
             Release.objects.filter(pk=release.pk).exclude(status=Release.Status.READY).update(
                 status=Release.Status.FAILED, error=f"{type(exc).__name__}: {exc}"[:2000]
             )
+    else:  # ready already: only staging left by a build killed after another one finished
+        staging_sweep(release=release)
     release.refresh_from_db()
     return release
 
@@ -262,7 +262,7 @@ def manifest_publish(
         "sha256": hashlib.sha256(body).hexdigest(),
         "size": len(body),
     }
-    _publish(release=release, workdir=workdir, manifest=manifest, files=[*files, entry])
+    release_publish(release=release, workdir=workdir, manifest=manifest, files=[*files, entry])
 
 
 def policy_manifest(
@@ -672,45 +672,3 @@ def export_form_write(
         "sha256": digest.hexdigest(),
         "size": size,
     }
-
-
-def release_storage_dir(*, release: Release) -> str:
-    """Where a release's files live in the default storage."""
-    return f"releases/{release.project_id}/v{release.version}"
-
-
-def _publish(
-    *, release: Release, workdir: Path, manifest: dict[str, Any], files: list[dict[str, Any]]
-) -> None:
-    """Copy the built files to storage and mark the release ready, under its row lock."""
-    with transaction.atomic():
-        locked = Release.objects.select_for_update().get(pk=release.pk)
-        if locked.status == Release.Status.READY:  # a concurrent build finished first
-            return
-        ReleaseFile.objects.filter(release=locked).delete()
-        records = []
-        for entry in files:
-            path = f"{release_storage_dir(release=locked)}/{entry['path']}"
-            if default_storage.exists(path):  # left by an earlier, unfinished build
-                default_storage.delete(path)
-            with (workdir / entry["path"]).open("rb") as handle:
-                saved = default_storage.save(path, File(handle, name=entry["path"]))
-            if saved != path:
-                raise RuntimeError(f"Storage saved {path!r} as {saved!r}.")
-            records.append(
-                ReleaseFile(
-                    release=locked,
-                    format=entry["format"],
-                    path=path,
-                    sha256=entry["sha256"],
-                    size=entry["size"],
-                )
-            )
-        ReleaseFile.objects.bulk_create(records)
-        locked.manifest = manifest
-        locked.status = Release.Status.READY
-        locked.progress = 1.0
-        locked.error = ""
-        locked.built_at = timezone.now()
-        locked.save(update_fields=["manifest", "status", "progress", "error", "built_at"])
-        release_ready_announce(locked.pk)  # the project's webhook, once this commits
