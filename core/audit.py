@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 import decimal
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ValidationError
@@ -27,14 +27,21 @@ TARGET_MAX = AuditEvent._meta.get_field("target").max_length or 200
 ACTIONS = (
     "export.payout_csv",
     "member.add",
+    "member.remove",
+    "member.role",
     "model.train",
     "pay.approve",
     "pay.bonus",
     "pay.reject",
+    "pool.member_add",
+    "pool.member_remove",
     "project.update",
+    "quality.action",
     "quality.settings",
+    "quality.undo",
     "release.create",
     "release.download",
+    "review.decide",
     "rules.change",
     "schema.change",
     "worker.block",
@@ -91,6 +98,35 @@ def audit_record(
         action=action,
         target=str(target)[:TARGET_MAX],
         details=audit_json(dict(details or {})),
+    )
+
+
+def audit_record_each(
+    *,
+    actor: AbstractBaseUser | None,
+    projects: Iterable[Model | int],
+    action: str,
+    target: str = "",
+    details: Mapping[str, Any] | None = None,
+) -> list[AuditEvent]:
+    """One audit event per project (one INSERT), for an action on something several projects
+    share (a pool); with no project at all, one site-wide event, so the action is never lost.
+    Runs in the caller's transaction.
+    """
+    project_ids = sorted({p.pk if isinstance(p, Model) else p for p in projects}) or [None]
+    if not action or len(action) > ACTION_MAX:
+        raise ValidationError({"action": [f"An action code is 1 to {ACTION_MAX} characters."]})
+    actor_id = actor.pk if actor is not None and actor.is_authenticated else None
+    shown = audit_json(dict(details or {}))
+    return AuditEvent.objects.bulk_create(
+        AuditEvent(
+            project_id=project_id,
+            actor_id=actor_id,
+            action=action,
+            target=str(target)[:TARGET_MAX],
+            details=shown,
+        )
+        for project_id in project_ids
     )
 
 

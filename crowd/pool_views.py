@@ -153,7 +153,11 @@ def pool_member_add_view(request: HtmxHttpRequest, pool_id: int) -> HttpResponse
     form = PoolMemberForm(request.POST)
     if form.is_valid():
         try:
-            pool_member_add(pool=pool, username=form.cleaned_data["username"])
+            pool_member_add(
+                pool=pool,
+                username=form.cleaned_data["username"],
+                actor=request.user,  # type: ignore[arg-type]
+            )
         except ValidationError as error:
             _errors_to(form, error)
         else:
@@ -167,7 +171,7 @@ def pool_member_add_view(request: HtmxHttpRequest, pool_id: int) -> HttpResponse
 def pool_member_remove_view(request: HtmxHttpRequest, pool_id: int, user_id: int) -> HttpResponse:
     pool = _owned_pool(request, pool_id)
     try:
-        pool_member_remove(pool=pool, user_id=user_id)
+        pool_member_remove(pool=pool, user_id=user_id, actor=request.user)  # type: ignore[arg-type]
     except ValidationError:
         raise Http404("No such member.") from None
     messages.success(request, "Member removed from the pool.")

@@ -34,6 +34,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.models import Project, ProjectMember
+from core.audit import audit_record_each
 from core.exceptions import ApplicationError, NotAllowedError
 from crowd.models import (
     PayDecision,
@@ -197,24 +198,68 @@ def pool_create(*, name: str, kind: str, created_by: AbstractBaseUser) -> Pool:
     return Pool.objects.create(name=name, kind=kind, created_by=created_by)
 
 
+def _pool_member_audit(
+    *,
+    pool: Pool,
+    user: AbstractBaseUser,
+    action: str,
+    actor: AbstractBaseUser | None,
+    project_ids: Collection[int],
+    **details: object,
+) -> None:
+    """Record a pool membership change on every project the pool serves, so each project's
+    owners see it (site-wide when it serves none)."""
+    audit_record_each(
+        actor=actor,
+        projects=project_ids,
+        action=action,
+        target=f"pool {pool.name}: user {user.get_username()}",
+        details={"pool": pool.pk, "user": user.pk, **details},
+    )
+
+
 @transaction.atomic
-def pool_member_add(*, pool: Pool, username: str) -> PoolMember:
-    """Add an existing user to the pool; they get the roles its project links give. Idempotent."""
+def pool_member_add(
+    *, pool: Pool, username: str, actor: AbstractBaseUser | None = None
+) -> PoolMember:
+    """Add an existing user to the pool; they get the roles its project links give. Idempotent.
+
+    A new member is recorded as "pool.member_add" by `actor` on every project the pool serves.
+    """
     user = get_user_model().objects.filter(username=(username or "").strip()).first()
     if user is None:
         raise ValidationError({"username": [f"No user named {username!r}."]})
-    member, _ = PoolMember.objects.get_or_create(pool=pool, user=user)
-    _roles_sync(project_ids=_pool_project_ids(pool), user_ids=[user.pk])
+    member, created = PoolMember.objects.get_or_create(pool=pool, user=user)
+    project_ids = _pool_project_ids(pool)
+    _roles_sync(project_ids=project_ids, user_ids=[user.pk])
+    if created:
+        _pool_member_audit(
+            pool=pool, user=user, action="pool.member_add", actor=actor, project_ids=project_ids
+        )
     return member
 
 
 @transaction.atomic
-def pool_member_remove(*, pool: Pool, user_id: int) -> None:
-    """Take a user out of the pool, and the roles only this pool gave them."""
-    deleted, _ = PoolMember.objects.filter(pool_id=pool.pk, user_id=user_id).delete()
-    if not deleted:
+def pool_member_remove(*, pool: Pool, user_id: int, actor: AbstractBaseUser | None = None) -> None:
+    """Take a user out of the pool, and the roles only this pool gave them.
+
+    Recorded as "pool.member_remove" by `actor` on every project the pool serves.
+    """
+    removed = (
+        PoolMember.objects.filter(pool_id=pool.pk, user_id=user_id).select_related("user").first()
+    )
+    if removed is None:
         raise ValidationError({"user": ["This user is not a member of the pool."]})
-    _roles_sync(project_ids=_pool_project_ids(pool), user_ids=[user_id])
+    removed.delete()
+    project_ids = _pool_project_ids(pool)
+    _roles_sync(project_ids=project_ids, user_ids=[user_id])
+    _pool_member_audit(
+        pool=pool,
+        user=removed.user,
+        action="pool.member_remove",
+        actor=actor,
+        project_ids=project_ids,
+    )
 
 
 @transaction.atomic
@@ -275,6 +320,7 @@ def pool_invite_revoke(*, invite: PoolInvite) -> PoolInvite:
 def pool_invite_accept(*, token: str, user: AbstractBaseUser) -> PoolMember:
     """Join the invite's pool (and so its projects). A member already in the pool uses no use.
 
+    Recorded as "pool.member_add" by the joining user on every project the pool serves.
     Locks the invite row, so concurrent joins never exceed `max_uses`.
     """
     invite = pool_invite_get(token=token)
@@ -287,7 +333,16 @@ def pool_invite_accept(*, token: str, user: AbstractBaseUser) -> PoolMember:
         raise InviteInvalidError(INVITE_MESSAGES[state], code=f"invite_{state}")
     PoolInvite.objects.filter(pk=invite.pk).update(uses=F("uses") + 1)
     member = PoolMember.objects.create(pool_id=invite.pool_id, user=user)
-    _roles_sync(project_ids=_pool_project_ids(invite.pool), user_ids=[user.pk])
+    project_ids = _pool_project_ids(invite.pool)
+    _roles_sync(project_ids=project_ids, user_ids=[user.pk])
+    _pool_member_audit(
+        pool=invite.pool,
+        user=user,
+        action="pool.member_add",
+        actor=user,
+        project_ids=project_ids,
+        invite=invite.pk,
+    )
     return member
 
 

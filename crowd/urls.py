@@ -26,6 +26,11 @@ urlpatterns = [
         suggestion_views.suggestion_settings,
         name="suggestions",
     ),
+    path(
+        "projects/<int:pk>/members/<int:user_id>/remove/",
+        views.member_remove,
+        name="member-remove",
+    ),
     path("projects/<int:pk>/members/blocks/", views.member_block, name="member-block"),
     path(
         "projects/<int:pk>/members/blocks/<int:block_id>/lift/",

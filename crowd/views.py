@@ -53,6 +53,7 @@ from crowd.services import (
     worker_may_label,
     worker_unblock,
 )
+from crowd.services.members import project_member_remove
 
 LABEL_TEMPLATE = "crowd/assignment_label.html"
 QUALIFY_FIRST = "Pass the project's qualification test first: reload the page."
@@ -275,6 +276,7 @@ def _members_page(
     form: MemberAddForm | None = None,
     block_form: WorkerBlockForm | None = None,
     partial: str = "",
+    remove_error: str = "",
 ) -> TemplateResponse:
     form = form or MemberAddForm()
     block_form = block_form or WorkerBlockForm()
@@ -285,9 +287,10 @@ def _members_page(
         "blocks": worker_block_list(project=project),
         "form": form,
         "block_form": block_form,
+        "remove_error": remove_error,
     }
     template = "crowd/member_list.html" + (f"#{partial}" if partial and request.htmx else "")
-    invalid = form.errors or block_form.errors
+    invalid = form.errors or block_form.errors or remove_error
     return TemplateResponse(request, template, context, status=422 if invalid else 200)
 
 
@@ -314,6 +317,25 @@ def project_members(request: HtmxHttpRequest, pk: int) -> HttpResponse:
             messages.success(request, f"{data['username']} is now {data['role']} on this project.")
             return _back_to_members(request, project)
     return _members_page(request, project, role, form=form, partial="member-form")
+
+
+@login_required
+@require_POST
+def member_remove(request: HtmxHttpRequest, pk: int, user_id: int) -> HttpResponse:
+    """Remove a member (owners only); their reservations go back to the queue."""
+    project, role = _members_project(request, pk)
+    try:
+        removed = project_member_remove(project=project, user_id=user_id, actor=request.user)  # type: ignore[arg-type]
+    except ValidationError as error:
+        if not member_list(project=project).filter(user_id=user_id).exists():
+            raise Http404("No such member.") from None
+        text = " ".join(error.messages)
+        return _members_page(request, project, role, partial="member-list", remove_error=text)
+    messages.success(request, f"{removed.user.username} was removed from this project.")
+    if removed.user_id == request.user.pk:  # an owner who left no longer sees the page
+        url = reverse("annotation:project-list")
+        return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
+    return _back_to_members(request, project)
 
 
 @login_required

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from annotation.models import Annotation, Item, Project
 from annotation.task_types import task_type_get
+from core.audit import audit_record
 from quality.models import ItemScore, ReviewDecision, WorkerScore
 from quality.services import quality_recompute_schedule
 
@@ -237,8 +238,9 @@ def review_decide(
     `accepted` takes the consensus (label may be left blank), `picked` must name a label a
     worker gave, `corrected` any label of the project's label set. Raises ValidationError
     (field errors on "action"/"label") and stores nothing when the decision is invalid.
-    Locks the item's ItemScore row; schedules a quality recompute after commit. The caller
-    has checked that `reviewer` may review the project.
+    Locks the item's ItemScore row; schedules a quality recompute after commit; records
+    "review.decide" with the consensus the decision overrode. The caller has checked that
+    `reviewer` may review the project.
     """
     project = item.project
     review = item_review_get(project=project, item_id=item.pk)
@@ -268,6 +270,27 @@ def review_decide(
             score.label, score.confidence = label, 1.0
             score.state = ItemScore.State.REVIEWED
             score.save(update_fields=["label", "confidence", "state"])
+        previous = review.decision
+        audit_record(
+            actor=reviewer,
+            project=project,
+            action="review.decide",
+            target=f"item {item.pk}",
+            details={
+                "item": item.pk,
+                "action": action,
+                "label": label,
+                "consensus": {
+                    "label": decision.consensus_label,
+                    "confidence": decision.consensus_confidence,
+                },
+                "previous_decision": (
+                    previous.value.get("label")
+                    if previous and isinstance(previous.value, dict)
+                    else None
+                ),
+            },
+        )
         quality_recompute_schedule(project_id=project.pk)
     return decision
 

@@ -108,6 +108,7 @@ api:project-block-lift            post   401   404   404   403   403   403   403
 api:project-blocks                get    401   404   404   403   403   403   403   2xx   2xx
 api:project-detail                get    401   404   404   2xx   2xx   2xx   2xx   2xx   2xx
 api:project-list                  get    401   2xx   2xx   2xx   2xx   2xx   2xx   2xx   2xx
+api:project-member-remove         delete 401   404   404   403   403   403   403   2xx   2xx
 api:project-members               get    401   404   404   403   403   403   403   2xx   2xx
 api:project-next                  post   401   404   404   2xx   2xx   403   403   403   403
 api:project-pool-unlink           delete 401   404   404   403   403   403   403   2xx   2xx
@@ -141,6 +142,7 @@ crowd:label                       get    login 404   404   2xx   2xx   403   403
 crowd:label-skip                  post   login 404   404   2xx   404   404   403   403   404
 crowd:label-submit                post   login 404   404   422   404   404   403   403   404
 crowd:member-block                post   login 404   404   403   403   403   403   422   422
+crowd:member-remove               post   login 404   404   403   403   403   403   3xx   3xx
 crowd:member-unblock              post   login 404   404   403   403   403   403   3xx   3xx
 crowd:members                     get    login 404   404   403   403   403   403   2xx   2xx
 crowd:suggestions                 get    login 404   404   403   403   403   403   2xx   2xx

@@ -156,7 +156,9 @@ class PoolMemberListApi(APIView):
         pool = _pool(request, pool_id)
         data = PoolMemberInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        member = pool_member_add(pool=pool, username=data.validated_data["username"])
+        member = pool_member_add(
+            pool=pool, username=data.validated_data["username"], actor=request.user
+        )
         return Response(PoolMemberOutputSerializer(member).data, status=status.HTTP_201_CREATED)
 
 
@@ -168,7 +170,7 @@ class PoolMemberRemoveApi(APIView):
         pool = _pool(request, pool_id)
         if not PoolMember.objects.filter(pool=pool, user_id=user_id).exists():
             raise NotFound("No such member.")
-        pool_member_remove(pool=pool, user_id=user_id)
+        pool_member_remove(pool=pool, user_id=user_id, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -24,6 +24,11 @@ urlpatterns = [
         name="project-members",
     ),
     path(
+        "projects/<int:project_id>/members/<int:user_id>/",
+        views.ProjectMemberRemoveApi.as_view(),
+        name="project-member-remove",
+    ),
+    path(
         "projects/<int:project_id>/blocks/",
         views.ProjectBlockListApi.as_view(),
         name="project-blocks",

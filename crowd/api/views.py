@@ -42,6 +42,7 @@ from crowd.services import (
     project_worker_block,
     worker_unblock,
 )
+from crowd.services.members import project_member_remove
 
 NEXT_PARAMETER = OpenApiParameter(
     "next",
@@ -160,11 +161,14 @@ class AssignmentSkipApi(CrowdApi):
         return Response(SkipOutputSerializer(body, context=context).data)
 
 
+MEMBERS_DENIED = "Only the project's owners manage its members."
+
+
 class ProjectMemberListApi(APIView):
     """List a project's members, or give an existing user a role (owners only)."""
 
     def _owned_project(self, request: Request, project_id: int) -> Project:
-        return _owned_project(request, project_id, "Only the project's owners manage its members.")
+        return _owned_project(request, project_id, MEMBERS_DENIED)
 
     @extend_schema(responses={200: MemberOutputSerializer(many=True)})
     def get(self, request: Request, project_id: int) -> Response:
@@ -178,6 +182,19 @@ class ProjectMemberListApi(APIView):
         data.is_valid(raise_exception=True)
         member = project_member_add(project=project, actor=request.user, **data.validated_data)
         return Response(MemberOutputSerializer(member).data, status=status.HTTP_201_CREATED)
+
+
+class ProjectMemberRemoveApi(APIView):
+    """Remove a member from the project (owners only); 404 for a user who is not one, 400 for
+    the last owner. Their reservations go back to the queue; their annotations stay."""
+
+    @extend_schema(request=None, responses={204: None})
+    def delete(self, request: Request, project_id: int, user_id: int) -> Response:
+        project = _owned_project(request, project_id, MEMBERS_DENIED)
+        if not member_list(project=project).filter(user_id=user_id).exists():
+            raise NotFound("No such member.")
+        project_member_remove(project=project, user_id=user_id, actor=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 BLOCKS_DENIED = "Only the project's owners block workers."

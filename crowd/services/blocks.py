@@ -14,7 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from annotation.models import Project, ProjectMember
-from core.audit import audit_record
+from core.audit import audit_record_each
 from crowd.models import (
     Assignment,
     Pool,
@@ -54,6 +54,16 @@ def _reservations_release(*, worker: AbstractBaseUser, project_ids: Collection[i
     return len(rows)
 
 
+def _pool_project_ids(pool: Pool | None) -> list[int]:
+    """The projects a pool serves (any rule): a pool block and its audit events reach them all."""
+    return list(ProjectPool.objects.filter(pool=pool).values_list("project_id", flat=True))
+
+
+def _block_target(*, worker: AbstractBaseUser, pool: Pool | None) -> str:
+    name = f"worker {worker.get_username()}"
+    return name if pool is None else f"{name} in pool {pool.name}"
+
+
 @transaction.atomic
 def worker_block(
     *,
@@ -67,7 +77,8 @@ def worker_block(
     """Bar the worker from a project, or from a pool (every project it serves).
 
     Idempotent: an active block of the same scope is returned as it is. The worker's
-    reservations in the scope are released and their slots freed at once.
+    reservations in the scope are released and their slots freed at once. Records
+    "worker.block" on the project, or on every project a pool block reaches.
     """
     if (project is None) == (pool is None):
         raise ValidationError("Block a worker from exactly one project or one pool.")
@@ -88,18 +99,13 @@ def worker_block(
             )
     except IntegrityError:  # a concurrent block of the same scope committed first
         return active.get()
-    if project is not None:
-        project_ids: list[int] = [project.pk]
-    else:
-        project_ids = list(
-            ProjectPool.objects.filter(pool=pool).values_list("project_id", flat=True)
-        )
+    project_ids = [project.pk] if project is not None else _pool_project_ids(pool)
     released = _reservations_release(worker=worker, project_ids=project_ids)
-    audit_record(
+    audit_record_each(
         actor=created_by,
-        project=project,
+        projects=project_ids,
         action="worker.block",
-        target=f"worker {worker.get_username()}",
+        target=_block_target(worker=worker, pool=pool),
         details={
             "reason": reason,
             "source": source,
@@ -112,7 +118,9 @@ def worker_block(
 
 @transaction.atomic
 def worker_unblock(*, block: WorkerBlock, lifted_by: AbstractBaseUser | None = None) -> WorkerBlock:
-    """Lift a block (kept as history); the worker is offered work again. Idempotent."""
+    """Lift a block (kept as history); the worker is offered work again. Idempotent.
+
+    Records "worker.unblock" like worker_block records the block (per project for a pool)."""
     locked = (
         WorkerBlock.objects.select_for_update(of=("self",))
         .select_related("worker", "created_by", "project", "pool")
@@ -122,11 +130,15 @@ def worker_unblock(*, block: WorkerBlock, lifted_by: AbstractBaseUser | None = N
         locked.lifted_at = timezone.now()
         locked.lifted_by = lifted_by
         locked.save(update_fields=["lifted_at", "lifted_by"])
-        audit_record(
+        audit_record_each(
             actor=lifted_by,
-            project=locked.project,
+            projects=(
+                [locked.project_id]
+                if locked.project_id is not None
+                else _pool_project_ids(locked.pool)
+            ),
             action="worker.unblock",
-            target=f"worker {locked.worker.get_username()}",
+            target=_block_target(worker=locked.worker, pool=locked.pool),
             details={
                 "reason": locked.reason,
                 "pool": locked.pool.name if locked.pool is not None else None,

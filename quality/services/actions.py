@@ -114,7 +114,35 @@ def rules_apply(
         )
         _take_effect(action=action, config=config, votes=votes, by=None)
         created.append(action)
+    if created:  # the engine acted on its own: recorded with no actor
+        names = dict(
+            get_user_model()
+            .objects.filter(pk__in={action.worker_id for action in created})
+            .values_list("pk", "username")
+        )
+        for action in created:
+            _action_audit(action=action, username=names.get(action.worker_id, "?"), by=None)
     return created
+
+
+def _action_audit(*, action: QualityAction, username: str, by: AbstractBaseUser | None) -> None:
+    """Record a new spam/quality action ("quality.action") by `by` (None: the rules)."""
+    details: dict[str, Any] = {
+        "kind": action.kind,
+        "source": action.source,
+        "rule": action.rule,
+    }
+    if "requeued_items" in action.evidence:
+        details["requeued_items"] = action.evidence["requeued_items"]
+    if action.block_id is not None:
+        details["block"] = action.block_id
+    audit_record(
+        actor=by,
+        project=action.project_id,
+        action="quality.action",
+        target=f"worker {username}",
+        details=details,
+    )
 
 
 def _evidence(fired: list[Hit], votes: Votes) -> dict[str, Any]:
@@ -189,7 +217,10 @@ def quality_action_create(
     by: AbstractBaseUser,
     reason: str,
 ) -> QualityAction:
-    """An owner flags, excludes, re-queues or blocks a worker by hand; schedules a recompute."""
+    """An owner flags, excludes, re-queues or blocks a worker by hand; schedules a recompute.
+
+    Recorded as "quality.action" by `by` (a block also records its "worker.block").
+    """
     if kind not in Kind.values:
         raise ValidationError({"kind": [f"Choose one of {', '.join(Kind.values)}."]})
     reason = (reason or "").strip()
@@ -213,6 +244,7 @@ def quality_action_create(
                 {"kind": [f"{user} already has an active “{Kind(kind).label}” action."]}
             ) from None
         _take_effect(action=action, config=quality_config_get(project=project), votes=None, by=by)
+        _action_audit(action=action, username=user.get_username(), by=by)
         quality_recompute_schedule(project_id=project.pk)
     return action
 
@@ -230,9 +262,14 @@ def _worker_get(*, project: Project, worker: AbstractBaseUser | int) -> Abstract
 def quality_action_undo(*, action: QualityAction, by: AbstractBaseUser | None) -> QualityAction:
     """Undo an action: lift its block, restore excluded labels (on the recompute it schedules).
 
+    Recorded as "quality.undo" by `by` (a lifted block also records its "worker.unblock").
     Idempotent. Rules never take this kind of action on this worker again.
     """
-    locked = QualityAction.objects.select_for_update().get(pk=action.pk)
+    locked = (
+        QualityAction.objects.select_for_update(of=("self",))
+        .select_related("worker")
+        .get(pk=action.pk)
+    )
     if locked.undone_at is not None:
         return locked
     if locked.block_id is not None:
@@ -242,6 +279,13 @@ def quality_action_undo(*, action: QualityAction, by: AbstractBaseUser | None) -
     locked.undone_at = timezone.now()
     locked.undone_by = by
     locked.save(update_fields=["undone_at", "undone_by"])
+    audit_record(
+        actor=by,
+        project=locked.project_id,
+        action="quality.undo",
+        target=f"worker {locked.worker.get_username()}",
+        details={"kind": locked.kind, "source": locked.source, "rule": locked.rule},
+    )
     quality_recompute_schedule(project_id=locked.project_id)
     return locked
 

@@ -22,19 +22,28 @@ from crowd.models import WorkerBlock
 from crowd.pay import annotation_decide, bonus_grant
 from crowd.pay.export import payout_export
 from crowd.services import project_member_add
-from crowd.services.blocks import project_worker_block, worker_unblock
+from crowd.services.blocks import project_worker_block, worker_block, worker_unblock
 from quality.model import training
+from quality.models import ItemScore
 from quality.releases import release_build
 from quality.releases.delivery import release_file_deliver
+from quality.review import review_decide
 from quality.rules.services import rule_create, rule_delete, rule_update
-from quality.services import quality_config_update
+from quality.services import (
+    quality_action_create,
+    quality_action_undo,
+    quality_config_get,
+    quality_config_update,
+)
+from quality.services.actions import rules_apply
+from quality.spam import Hit, Rule
 from tests.annotation.factories import (
     AnnotationFactory,
     ItemFactory,
     ProjectFactory,
     UserFactory,
 )
-from tests.crowd.factories import make_annotator
+from tests.crowd.factories import join_pool, make_annotator, make_pool
 from tests.quality.factories import make_release
 
 pytestmark = pytest.mark.django_db
@@ -149,15 +158,18 @@ def test_label_change_with_answers_records_the_schema_change_by_the_owner(projec
     assert (before, after) == (["positive", "negative"], ["positive", "negative", "mixed"])
 
 
-def test_member_add_records_the_role_change(project, owner):
+def test_member_add_records_the_addition_then_the_role_change(project, owner):
     UserFactory(username="alice")
 
     project_member_add(project=project, username="alice", role="annotator", actor=owner)
     project_member_add(project=project, username="alice", role="reviewer", actor=owner)
+    project_member_add(project=project, username="alice", role="reviewer", actor=owner)
 
-    added, changed = events(project, "member.add")
+    added = only(project, "member.add")
     assert (added.actor, added.target) == (owner, "user alice")
     assert added.details == {"role": {"before": None, "after": "annotator"}}
+    changed = only(project, "member.role")  # the same role again records nothing
+    assert (changed.actor, changed.target) == (owner, "user alice")
     assert changed.details == {"role": {"before": "annotator", "after": "reviewer"}}
 
 
@@ -177,6 +189,100 @@ def test_block_and_unblock_record_once_each(project, owner):
     assert blocked.details["source"] == WorkerBlock.Source.OWNER
     unblocked = only(project, "worker.unblock")
     assert (unblocked.actor, unblocked.target) == (owner, "worker alice")
+
+
+def test_pool_block_and_unblock_record_on_every_project_the_pool_serves(project, owner):
+    other = ProjectFactory(created_by=owner, name="Other")
+    unrelated = ProjectFactory(created_by=owner, name="Unrelated")
+    pool = make_pool(project, other, name="Shared")
+    alice = UserFactory(username="alice")
+    join_pool(pool, alice)
+
+    block = worker_block(worker=alice, pool=pool, reason="Bots", created_by=owner)
+    worker_unblock(block=block, lifted_by=owner)
+
+    for served in (project, other):
+        blocked = only(served, "worker.block")
+        assert (blocked.actor, blocked.target) == (owner, "worker alice in pool Shared")
+        assert blocked.details["pool"] == "Shared"
+        assert only(served, "worker.unblock").actor == owner
+    assert events(unrelated) == []
+    assert not AuditEvent.objects.filter(project=None).exists()
+
+
+def test_review_decision_records_the_consensus_it_overrode(project, owner, reviewer):
+    project.labels = [{"value": "positive"}, {"value": "negative"}]
+    project.save(update_fields=["labels"])
+    item = ItemFactory(project=project)
+    ItemScore.objects.create(
+        item=item,
+        project=project,
+        majority_label="positive",
+        label="positive",
+        confidence=0.55,
+        state=ItemScore.State.REVIEW,
+        computed_at=timezone.now(),
+    )
+
+    with mock.patch("quality.review.quality_recompute_schedule"):
+        review_decide(item=item, reviewer=reviewer, action="corrected", label="negative")
+        review_decide(item=item, reviewer=owner, action="accepted")
+
+    corrected, accepted = events(project, "review.decide")
+    assert (corrected.actor, corrected.target) == (reviewer, f"item {item.pk}")
+    assert corrected.details == {
+        "item": item.pk,
+        "action": "corrected",
+        "label": "negative",
+        "consensus": {"label": "positive", "confidence": 0.55},
+        "previous_decision": None,
+    }
+    assert accepted.actor == owner
+    assert accepted.details["consensus"] == {"label": "negative", "confidence": 1.0}
+    assert accepted.details["previous_decision"] == "negative"
+
+
+def test_owner_quality_actions_and_undo_are_recorded(project, owner):
+    alice = make_annotator(project, "alice")
+
+    with mock.patch("quality.services.actions.quality_recompute_schedule"):
+        flag = quality_action_create(
+            project=project, worker=alice, kind="flag", by=owner, reason="Odd answers"
+        )
+        block = quality_action_create(
+            project=project, worker=alice, kind="block", by=owner, reason="Bot"
+        )
+        quality_action_undo(action=flag, by=owner)
+        quality_action_undo(action=flag, by=owner)
+
+    flagged, blocked = events(project, "quality.action")
+    assert (flagged.actor, flagged.target) == (owner, "worker alice")
+    assert flagged.details == {"kind": "flag", "source": "owner", "rule": "Odd answers"}
+    assert blocked.details["kind"] == "block"
+    assert blocked.details["block"] == block.block_id
+    assert only(project, "worker.block").actor == owner
+    undone = only(project, "quality.undo")
+    assert (undone.actor, undone.target) == (owner, "worker alice")
+    assert undone.details["kind"] == "flag"
+
+
+def test_rule_actions_are_recorded_as_the_system(project):
+    spammer = make_annotator(project, "spammy")
+    config = quality_config_get(project=project)
+    hit = Hit(
+        worker=0,
+        rule=Rule(signal="gold_accuracy", op="<", threshold=0.5, min_evidence=1, action="flag"),
+        evidence={"rule": "gold accuracy < 0.5 → flag"},
+    )
+    votes = mock.Mock(worker_ids=[spammer.pk])
+
+    with mock.patch("quality.services.actions.rules_evaluate", return_value=[hit]):
+        rules_apply(project=project, config=config, votes=votes, signals=mock.Mock())
+
+    event = only(project, "quality.action")
+    assert (event.actor, event.target) == (None, "worker spammy")
+    assert event.details["source"] == "rule"
+    assert event.details["rule"] == "gold accuracy < 0.5 → flag"
 
 
 def test_pay_decisions_and_bonus_record_who_and_what(project, owner, reviewer):
@@ -293,6 +399,25 @@ def test_page_shows_who_did_what_to_owners(client, project, owner):
     assert "owner" in html
     assert "worker bob" in html
     assert "system" in html
+
+
+def test_page_filter_menu_offers_the_new_action_codes(client, project, owner):
+    client.force_login(owner)
+
+    html = client.get(page_url(project)).content.decode()
+
+    for code in (
+        "member.remove",
+        "member.role",
+        "pool.member_add",
+        "pool.member_remove",
+        "quality.action",
+        "quality.undo",
+        "review.decide",
+    ):
+        assert f'<option value="{code}"' in html
+    for family in ("pool", "review"):
+        assert f'<option value="{family}"' in html
 
 
 @pytest.mark.parametrize("role", ["reviewer", "annotator"])
