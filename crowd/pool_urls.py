@@ -16,6 +16,12 @@ urlpatterns = [
         pool_views.pool_member_remove_view,
         name="member-remove",
     ),
+    path("pools/<int:pool_id>/blocks/", pool_views.pool_block_view, name="block"),
+    path(
+        "pools/<int:pool_id>/blocks/<int:block_id>/lift/",
+        pool_views.pool_unblock_view,
+        name="unblock",
+    ),
     path("pools/<int:pool_id>/invites/", pool_views.pool_invite_create_view, name="invite-create"),
     path(
         "pools/<int:pool_id>/invites/<int:invite_id>/revoke/",

@@ -19,7 +19,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from annotation.access import OWNERS, project_access
 from annotation.models import Project
 from core.http import HtmxHttpRequest
-from crowd.models import Pool, PoolInvite, ProjectPool, ProjectRequirement
+from crowd.models import Pool, PoolInvite, ProjectPool, ProjectRequirement, WorkerBlock
 from crowd.pools import (
     INVITE_MESSAGES,
     InviteInvalidError,
@@ -43,6 +43,12 @@ from crowd.pools import (
     project_requirement_list,
     project_requirement_remove,
 )
+from crowd.services.blocks import (
+    pool_block_get,
+    pool_block_list,
+    pool_worker_block,
+    worker_unblock,
+)
 
 OWNERS_ONLY = "Only the project's owners manage its pools and requirements."
 
@@ -54,6 +60,11 @@ class PoolForm(forms.Form):
 
 class PoolMemberForm(forms.Form):
     username = forms.CharField(max_length=150)
+
+
+class PoolBlockForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    reason = forms.CharField(max_length=500)
 
 
 class InviteForm(forms.Form):
@@ -129,8 +140,10 @@ def _detail_page(request: HtmxHttpRequest, pool: Pool, **forms_: Any) -> Templat
             (invite, pool_invite_state(invite=invite)) for invite in pool_invite_list(pool=pool)
         ],
         "links": pool_project_list(pool=pool),
+        "blocks": pool_block_list(pool=pool),
         "member_form": PoolMemberForm(),
         "invite_form": InviteForm(),
+        "block_form": PoolBlockForm(),
     }
     context.update(forms_)
     invalid = any(form.errors for form in forms_.values())
@@ -175,6 +188,37 @@ def pool_member_remove_view(request: HtmxHttpRequest, pool_id: int, user_id: int
     except ValidationError:
         raise Http404("No such member.") from None
     messages.success(request, "Member removed from the pool.")
+    return _go(request, reverse("pools:detail", args=[pool.pk]))
+
+
+@login_required
+@require_POST
+def pool_block_view(request: HtmxHttpRequest, pool_id: int) -> HttpResponse:
+    """Block a member from every project the pool serves, with a reason (the manager only)."""
+    pool = _owned_pool(request, pool_id)
+    form = PoolBlockForm(request.POST)
+    if form.is_valid():
+        try:
+            pool_worker_block(pool=pool, created_by=request.user, **form.cleaned_data)  # type: ignore[arg-type]
+        except ValidationError as error:
+            _errors_to(form, error)
+        else:
+            messages.success(request, f"{form.cleaned_data['username']} is blocked in this pool.")
+            return _go(request, reverse("pools:detail", args=[pool.pk]))
+    return _detail_page(request, pool, block_form=form)
+
+
+@login_required
+@require_POST
+def pool_unblock_view(request: HtmxHttpRequest, pool_id: int, block_id: int) -> HttpResponse:
+    """Lift a pool block (kept as history)."""
+    pool = _owned_pool(request, pool_id)
+    try:
+        block = pool_block_get(pool=pool, block_id=block_id)
+    except WorkerBlock.DoesNotExist:
+        raise Http404("No such block.") from None
+    worker_unblock(block=block, lifted_by=request.user)  # type: ignore[arg-type]
+    messages.success(request, f"{block.worker.get_username()} is no longer blocked.")
     return _go(request, reverse("pools:detail", args=[pool.pk]))
 
 
@@ -274,7 +318,12 @@ def project_pool_link_view(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     form = LinkForm(request.POST, pools=pools)
     if form.is_valid():
         pool = next(p for p in pools if p.pk == form.cleaned_data["pool"])
-        project_pool_link(project=project, pool=pool, rule=form.cleaned_data["rule"])
+        project_pool_link(
+            project=project,
+            pool=pool,
+            rule=form.cleaned_data["rule"],
+            actor=request.user,  # type: ignore[arg-type]
+        )
         messages.success(request, f"The project now draws from “{pool.name}”.")
         return _go(request, reverse("pools:project", args=[project.pk]))
     return _project_page(request, project, role, link_form=form)
@@ -288,7 +337,7 @@ def project_pool_unlink_view(request: HtmxHttpRequest, pk: int, pool_id: int) ->
     found = link.first()
     if found is None:
         raise Http404("No such pool on this project.")
-    project_pool_unlink(project=project, pool=found.pool)
+    project_pool_unlink(project=project, pool=found.pool, actor=request.user)  # type: ignore[arg-type]
     messages.success(request, f"The project no longer draws from “{found.pool.name}”.")
     return _go(request, reverse("pools:project", args=[project.pk]))
 
@@ -305,7 +354,7 @@ def project_requirement_add_view(request: HtmxHttpRequest, pk: int) -> HttpRespo
         data["skill_name"] = data["skill_name"] or ""
         pool = next((p for p in linked if p.pk == pool_id), None)
         try:
-            project_requirement_add(project=project, pool=pool, **data)
+            project_requirement_add(project=project, pool=pool, actor=request.user, **data)  # type: ignore[arg-type]
         except ValidationError as error:
             _errors_to(form, error)
         else:
@@ -321,7 +370,11 @@ def project_requirement_remove_view(
 ) -> HttpResponse:
     project, _role = _owned_project(request, pk)
     try:
-        project_requirement_remove(project=project, requirement_id=requirement_id)
+        project_requirement_remove(
+            project=project,
+            requirement_id=requirement_id,
+            actor=request.user,  # type: ignore[arg-type]
+        )
     except ValidationError:
         raise Http404("No such requirement.") from None
     messages.success(request, "Requirement removed.")

@@ -263,26 +263,53 @@ def pool_member_remove(*, pool: Pool, user_id: int, actor: AbstractBaseUser | No
 
 
 @transaction.atomic
-def project_pool_link(*, project: Project, pool: Pool, rule: str) -> ProjectPool:
-    """Let the project draw from the pool under `rule` (changing the rule of an existing link)."""
+def project_pool_link(
+    *, project: Project, pool: Pool, rule: str, actor: AbstractBaseUser | None = None
+) -> ProjectPool:
+    """Let the project draw from the pool under `rule` (changing the rule of an existing link).
+
+    A new link or a changed rule is recorded as "pool.link" by `actor` on the project.
+    """
     if rule not in ProjectPool.Rule.values:
         raise ValidationError({"rule": [f"Unknown rule {rule!r}."]})
+    before = ProjectPool.objects.filter(project=project, pool=pool).values_list("rule", flat=True)
+    old_rule = before.first()
     link, _ = ProjectPool.objects.update_or_create(
         project=project, pool=pool, defaults={"rule": rule}
     )
     user_ids = list(PoolMember.objects.filter(pool_id=pool.pk).values_list("user_id", flat=True))
     _roles_sync(project_ids=[project.pk], user_ids=user_ids)
+    if old_rule != rule:
+        audit_record_each(
+            actor=actor,
+            projects=[project.pk],
+            action="pool.link",
+            target=f"pool {pool.name}",
+            details={"pool": pool.pk, "rule": {"before": old_rule, "after": rule}},
+        )
     return link
 
 
 @transaction.atomic
-def project_pool_unlink(*, project: Project, pool: Pool) -> None:
-    """Stop drawing from the pool; its members keep only what other links give them."""
+def project_pool_unlink(
+    *, project: Project, pool: Pool, actor: AbstractBaseUser | None = None
+) -> None:
+    """Stop drawing from the pool; its members keep only what other links give them.
+
+    Recorded as "pool.unlink" by `actor` on the project.
+    """
     deleted, _ = ProjectPool.objects.filter(project_id=project.pk, pool_id=pool.pk).delete()
     if not deleted:
         raise ValidationError({"pool": ["This pool is not linked to the project."]})
     user_ids = list(PoolMember.objects.filter(pool_id=pool.pk).values_list("user_id", flat=True))
     _roles_sync(project_ids=[project.pk], user_ids=user_ids)
+    audit_record_each(
+        actor=actor,
+        projects=[project.pk],
+        action="pool.unlink",
+        target=f"pool {pool.name}",
+        details={"pool": pool.pk},
+    )
 
 
 # --- invites ----------------------------------------------------------------------------------
@@ -377,8 +404,12 @@ def project_requirement_add(
     min_score: float | None = None,
     min_count: int | None = None,
     pool: Pool | None = None,
+    actor: AbstractBaseUser | None = None,
 ) -> ProjectRequirement:
-    """Add a requirement; only the fields of its kind are kept. The pool must serve the project."""
+    """Add a requirement; only the fields of its kind are kept. The pool must serve the project.
+
+    Recorded as "requirement.add" by `actor` on the project.
+    """
     fields: dict[str, object] = {}
     if kind == ProjectRequirement.Kind.SKILL:
         skill_name = (skill_name or "").strip()
@@ -397,13 +428,37 @@ def project_requirement_add(
         fields = {"pool": pool}
     elif kind != ProjectRequirement.Kind.QUALIFICATION:
         raise ValidationError({"kind": [f"Unknown kind {kind!r}."]})
-    return ProjectRequirement.objects.create(project=project, kind=kind, **fields)
+    requirement = ProjectRequirement.objects.create(project=project, kind=kind, **fields)
+    _requirement_audit(requirement=requirement, action="requirement.add", actor=actor)
+    return requirement
 
 
-def project_requirement_remove(*, project: Project, requirement_id: int) -> None:
-    deleted, _ = ProjectRequirement.objects.filter(project=project, pk=requirement_id).delete()
-    if not deleted:
+@transaction.atomic
+def project_requirement_remove(
+    *, project: Project, requirement_id: int, actor: AbstractBaseUser | None = None
+) -> None:
+    """Remove a requirement; recorded as "requirement.remove" by `actor` on the project."""
+    requirement = (
+        ProjectRequirement.objects.select_related("pool")
+        .filter(project=project, pk=requirement_id)
+        .first()
+    )
+    if requirement is None:
         raise ValidationError({"requirement": ["No such requirement on this project."]})
+    _requirement_audit(requirement=requirement, action="requirement.remove", actor=actor)
+    requirement.delete()
+
+
+def _requirement_audit(
+    *, requirement: ProjectRequirement, action: str, actor: AbstractBaseUser | None
+) -> None:
+    audit_record_each(
+        actor=actor,
+        projects=[requirement.project_id],
+        action=action,
+        target=f"requirement {requirement.pk}",
+        details={"kind": requirement.kind, "rule": requirement_message(requirement=requirement)},
+    )
 
 
 def _requirements_with_verdict(

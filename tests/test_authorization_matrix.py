@@ -166,6 +166,7 @@ pay:earnings                      get    login 404   404   2xx   2xx   2xx   2xx
 pay:overview                      get    login 404   404   403   403   403   2xx   2xx   2xx
 pay:payout                        get    login 404   404   403   403   403   403   422   422
 pay:settings                      post   login 404   404   403   403   403   403   422   422
+pools:block                       post   login 404   404   404   404   404   404   422   422
 pools:detail                      get    login 404   404   404   404   404   404   2xx   2xx
 pools:invite-create               post   login 404   404   404   404   404   404   422   422
 pools:invite-revoke               post   login 404   404   404   404   404   404   3xx   3xx
@@ -178,6 +179,7 @@ pools:project-link                post   login 404   404   403   403   403   403
 pools:project-unlink              post   login 404   404   403   403   403   403   3xx   3xx
 pools:requirement-add             post   login 404   404   403   403   403   403   422   422
 pools:requirement-remove          post   login 404   404   403   403   403   403   3xx   3xx
+pools:unblock                     post   login 404   404   404   404   404   404   3xx   3xx
 quality:action-undo               post   login 404   404   403   403   403   403   3xx   3xx
 quality:actions                   get    login 404   404   403   403   403   403   2xx   2xx
 quality:dashboard                 get    login 404   404   403   403   403   2xx   2xx   2xx
@@ -278,6 +280,10 @@ def _build() -> World:
     assignment = assignment_claim_next(worker=annotator, project=project)
     assert assignment is not None
     block = worker_block(worker=blocked, project=project, reason="Matrix", created_by=owner)
+    # A member blocked in the pool (and in no role of the matrix), for the pool's lift button.
+    pool_blocked = UserFactory(username="mx-pool-blocked")
+    PoolMember.objects.create(pool=crowd, user=pool_blocked)
+    pool_block = worker_block(worker=pool_blocked, pool=crowd, reason="Matrix", created_by=owner)
     rule = LabelingRule.objects.create(
         project=project,
         name="Matrix rule",
@@ -351,11 +357,15 @@ def _build() -> World:
         "releases:release-retry": release.pk,
         "releases:release-download": release.pk,
     }
+    # Where `block_id` is a pool's block, not the project's.
+    pool_block_urls = {"pools:unblock"}
     kwargs = {}
     for name, pattern in url_patterns():
         values = {key: by_kwarg[key] for key in pattern.pattern.converters}
         if "pk" in values and name in pk_is:
             values["pk"] = pk_is[name]
+        if name in pool_block_urls:
+            values["block_id"] = pool_block.pk
         kwargs[name] = values
     return World(users=users, kwargs=kwargs)
 

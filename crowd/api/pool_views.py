@@ -222,7 +222,9 @@ class ProjectPoolListApi(APIView):
             pool = pool_get_for_owner(user=request.user, pool_id=data.validated_data["pool"])  # type: ignore[arg-type]
         except Pool.DoesNotExist:
             raise serializers.ValidationError({"pool": ["Choose one of your pools."]}) from None
-        link = project_pool_link(project=project, pool=pool, rule=data.validated_data["rule"])
+        link = project_pool_link(
+            project=project, pool=pool, rule=data.validated_data["rule"], actor=request.user
+        )
         return Response(LinkOutputSerializer(link).data)
 
 
@@ -234,7 +236,7 @@ class ProjectPoolUnlinkApi(APIView):
         found = link.first()
         if found is None:
             raise NotFound("No such pool on this project.")
-        project_pool_unlink(project=project, pool=found.pool)
+        project_pool_unlink(project=project, pool=found.pool, actor=request.user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -259,7 +261,9 @@ class ProjectRequirementListApi(APIView):
                 project=project, pool_id=pool_id
             )
             pool = found.pool if (found := link.first()) else None
-        requirement = project_requirement_add(project=project, pool=pool, **fields)
+        requirement = project_requirement_add(
+            project=project, pool=pool, actor=request.user, **fields
+        )
         return Response(
             RequirementOutputSerializer(requirement).data, status=status.HTTP_201_CREATED
         )
@@ -271,5 +275,7 @@ class ProjectRequirementRemoveApi(APIView):
         project = _project(request, project_id)
         if not ProjectRequirement.objects.filter(project=project, pk=requirement_id).exists():
             raise NotFound("No such requirement.")
-        project_requirement_remove(project=project, requirement_id=requirement_id)
+        project_requirement_remove(
+            project=project, requirement_id=requirement_id, actor=request.user
+        )
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -10,7 +10,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from annotation.models import Project, ProjectMember
@@ -18,6 +18,7 @@ from core.audit import audit_record_each
 from crowd.models import (
     Assignment,
     Pool,
+    PoolMember,
     ProjectPool,
     WorkerBlock,
     WorkerSkill,
@@ -235,3 +236,37 @@ def project_worker_block(
     if owner.exists():
         raise ValidationError({"worker": ["A project owner cannot be blocked."]})
     return worker_block(worker=worker, project=project, reason=reason, created_by=created_by)
+
+
+def pool_block_list(*, pool: Pool) -> QuerySet[WorkerBlock]:
+    """The pool's active blocks, newest first, with the worker and who blocked."""
+    return (
+        WorkerBlock.objects.filter(pool_id=pool.pk, lifted_at__isnull=True)
+        .select_related("worker", "created_by")
+        .order_by("-id")
+    )
+
+
+def pool_block_get(*, pool: Pool, block_id: int) -> WorkerBlock:
+    """One block on the pool (WorkerBlock.DoesNotExist for another pool's or a project's)."""
+    return WorkerBlock.objects.select_related("worker", "pool").get(pk=block_id, pool_id=pool.pk)
+
+
+def pool_worker_block(
+    *, pool: Pool, username: str, reason: str, created_by: AbstractBaseUser | None
+) -> WorkerBlock:
+    """The pool's manager bars one of its members from every project the pool serves.
+
+    The worker stays a member (the block is lifted on the pool page); the block is recorded on
+    each project the pool serves (see `worker_block`).
+    """
+    member = (
+        PoolMember.objects.filter(pool_id=pool.pk, user__username=(username or "").strip())
+        .select_related("user")
+        .first()
+    )
+    if member is None:
+        raise ValidationError({"username": [f"No member {username!r} in this pool."]})
+    if created_by is not None and member.user_id == created_by.pk:
+        raise ValidationError({"username": ["You cannot block yourself."]})
+    return worker_block(worker=member.user, pool=pool, reason=reason, created_by=created_by)
