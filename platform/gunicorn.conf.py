@@ -32,7 +32,20 @@ def _int(name: str, default: int, minimum: int = 1) -> int:
     return value
 
 
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        raise ValueError(f"{name} must be a boolean (1/0, true/false), got {raw!r}")
+    return raw in {"1", "true", "yes", "on"}
+
+
 bind = f"0.0.0.0:{_int('PORT', 8000)}"
+# SO_REUSEPORT: several gunicorn masters (e.g. web containers sharing the host network, or a
+# blue/green restart) may bind the same port, and the kernel spreads new connections over them.
+# They share no state but PostgreSQL and Redis, which is all Assay needs (docs/scaling.md).
+reuse_port = _bool("GUNICORN_REUSE_PORT", False)
 workers = _int("WEB_CONCURRENCY", min(2 * _cores() + 1, MAX_DEFAULT_WORKERS))
 worker_class = "gthread"
 threads = _int("GUNICORN_THREADS", 4)

@@ -81,9 +81,29 @@ DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
+# DJANGO_DB_POOL_MAX_SIZE > 0 switches to Django's psycopg connection pool: one pool per process,
+# shared by its threads, holding at most that many connections (a request waits up to
+# DJANGO_DB_POOL_TIMEOUT seconds for one, then fails as a 503). Django requires CONN_MAX_AGE = 0
+# with a pool. 0 (the default) keeps one persistent connection per thread (DJANGO_CONN_MAX_AGE).
+DB_POOL_MAX_SIZE = env.int("DJANGO_DB_POOL_MAX_SIZE", default=0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DJANGO_CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True  # with a pool: checked on checkout
+    if DB_POOL_MAX_SIZE:
+        from django.core.exceptions import ImproperlyConfigured
+
+        _pool_min_size = env.int("DJANGO_DB_POOL_MIN_SIZE", default=1)
+        if not 0 <= _pool_min_size <= DB_POOL_MAX_SIZE:
+            raise ImproperlyConfigured(
+                "DJANGO_DB_POOL_MIN_SIZE must be between 0 and DJANGO_DB_POOL_MAX_SIZE "
+                f"({DB_POOL_MAX_SIZE}), got {_pool_min_size}."
+            )
+        DATABASES["default"]["CONN_MAX_AGE"] = 0
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": _pool_min_size,
+            "max_size": DB_POOL_MAX_SIZE,
+            "timeout": env.float("DJANGO_DB_POOL_TIMEOUT", default=10.0),
+        }
 else:
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 
@@ -191,6 +211,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = 300
 CELERY_TASK_TIME_LIMIT = 360
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Queues by task module for messages sent by name from a process that has not imported the task
+# (`celery call`, send_task); a task sent as an object uses its own queue= option (the same).
+CELERY_TASK_ROUTES = {
+    "quality.release_tasks.*": {"queue": "exports"},
+    "quality.tasks.*": {"queue": "quality"},
+    "quality.model.tasks.*": {"queue": "quality"},
+    "quality.rules.tasks.*": {"queue": "quality"},
+}
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # Task modules beyond each app's tasks.py (autodiscovered).
 CELERY_IMPORTS = ("quality.release_tasks", "quality.releases.webhooks")
