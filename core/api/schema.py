@@ -33,7 +33,8 @@ class AutoSchema(SpectacularAutoSchema):
     Every operation also documents the error answers it can give, in the API's error shape:
     400 and 409 (input and domain errors), 401 and 403 unless anyone may call it, 404 when its
     path names an object or it pages (an invalid page), 415 when it takes a body, 429 when it
-    is throttled.
+    is throttled. An error answer a view documents with a description only gets the error
+    shape too, so clients (and the API fuzz) know what its body holds.
     """
 
     def get_serializer_name(self, serializer: Any, direction: str) -> str:
@@ -57,6 +58,11 @@ class AutoSchema(SpectacularAutoSchema):
         responses = super()._get_response_bodies(direction)
         if direction != "response":
             return responses
+        for code, response in responses.items():
+            if str(code) in ERROR_DESCRIPTIONS and "content" not in response:
+                response["content"] = self._get_response_for_code(ErrorSerializer, str(code))[
+                    "content"
+                ]
         for code in self._error_codes():
             if code not in responses:
                 responses[code] = self._get_response_for_code(ErrorSerializer, code)

@@ -56,7 +56,8 @@ class UserCreateApi(APIView):
     class OutputSerializer(serializers.Serializer):
         id = serializers.IntegerField()
         username = serializers.CharField()
-        email = serializers.EmailField()
+        # A CharField, not an EmailField: the address is optional, and "" is not an email.
+        email = serializers.CharField(help_text="The address given, or empty when none was.")
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request: Request) -> Response:

@@ -61,3 +61,47 @@ def test_docs_page_is_served(owner):
     assert b"swagger" in response.content.lower()
     assert b"jsdelivr" not in response.content
     assert b"/static/drf_spectacular_sidecar/" in response.content
+
+
+def test_user_create_answer_without_email_matches_its_schema(owner):
+    from jsonschema import Draft202012Validator, FormatChecker
+
+    owner.is_staff = True
+    owner.save(update_fields=["is_staff"])
+    client = APIClient()
+    client.force_authenticate(owner)
+    schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    answer = schema["paths"]["/api/v1/users/"]["post"]["responses"]["201"]
+    ref = answer["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+
+    response = client.post(
+        "/api/v1/users/", {"username": "no-mail", "password": "a-Long-passw0rd!"}, format="json"
+    )
+
+    assert response.status_code == 201
+    assert response.json()["email"] == ""
+    validator = Draft202012Validator(
+        schema["components"]["schemas"][ref], format_checker=FormatChecker()
+    )
+    assert list(validator.iter_errors(response.json())) == []
+
+
+def test_error_answers_documented_by_description_carry_the_error_shape(project, worker, owner):
+    from jsonschema import Draft202012Validator
+
+    from crowd.services import worker_block
+
+    worker_block(worker=worker, project=project, reason="Spam", created_by=owner)
+    client = APIClient()
+    client.force_authenticate(worker)
+    schema = client.get("/api/v1/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    forbidden = schema["paths"]["/api/v1/projects/{project_id}/next/"]["post"]["responses"]["403"]
+
+    response = client.post(f"/api/v1/projects/{project.pk}/next/")
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "blocked"
+    assert "blocked (with the reason)" in forbidden["description"]
+    ref = forbidden["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[-1]
+    error_schema = schema["components"]["schemas"][ref]
+    assert list(Draft202012Validator(error_schema).iter_errors(response.json())) == []
