@@ -137,3 +137,58 @@ def test_db_pool_shares_at_most_max_size_connections_between_threads():
     assert figures["is_pool"] is True
     assert len(figures["pids"]) == 8  # every thread was served ...
     assert len(set(figures["pids"])) <= 2  # ... by at most max_size server connections
+
+
+# One request holds the only pooled connection; a second request cannot get one in time.
+EXHAUSTED_SCRIPT = """
+import json
+import threading
+import django
+django.setup()
+from django.db import connection
+from django.test import Client
+
+holding, release = threading.Event(), threading.Event()
+
+def hold():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        holding.set()
+        release.wait(20)
+    connection.close()
+
+holder = threading.Thread(target=hold)
+holder.start()
+holding.wait(10)
+client = Client(raise_request_exception=False)
+response = client.get("/api/v1/projects/", HTTP_AUTHORIZATION="Token " + "0" * 40)
+release.set()
+holder.join()
+print(json.dumps({"status": response.status_code, "retry_after": response.get("Retry-After"),
+                  "body": response.content.decode()[:300]}))
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_an_exhausted_pool_answers_503_with_retry_after_not_500():
+    params = connection.settings_dict
+    url = (
+        f"postgres://{params['USER']}:{params['PASSWORD']}@{params['HOST'] or '127.0.0.1'}:"
+        f"{params['PORT'] or 5432}/{params['NAME']}"
+    )
+
+    result = _run(
+        EXHAUSTED_SCRIPT,
+        {
+            "DATABASE_URL": url,
+            "DJANGO_DB_POOL_MAX_SIZE": "1",
+            "DJANGO_DB_POOL_TIMEOUT": "0.5",
+            "DJANGO_ALLOWED_HOSTS": "testserver",
+        },
+    )
+
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    assert answer["status"] == 503, answer
+    assert answer["retry_after"] is not None
