@@ -271,8 +271,8 @@ def drill_release(env: dict[str, str], tmp: Path, owner: Any, project: Any, args
     from django.db import transaction
 
     from quality.models import Release, ReleaseFile
-    from quality.releases.building import release_storage_dir
     from quality.releases.services import release_create, release_file_open
+    from quality.releases.storage_publish import release_storage_dir
 
     print("release: build killed mid-way, then redelivered to a new worker", flush=True)
     worker = Worker(env, tmp / "worker-release-1.log", "drill-release-1", args.visibility)

@@ -26,23 +26,16 @@ The files contain nothing that depends on when they were built, so building the 
 twice gives byte-identical files; a ready release is never rebuilt.
 
 Modules: `selectors` (who may read a project's releases, one release, its label table),
-`services` (create, retry, open a file for download), `building` (the streaming build, the
-file writers and the manifest). Constants are read where they are defined: patch them there
+`services` (create, retry, open a file for download), `building` (the streaming build),
+`writing` (the data files and the files beyond them), `manifest` (manifest.json and
+publication). Constants are read where they are defined: patch them there
 (`quality.releases.building.CHUNK_SIZE`), not on this package.
 """
 
 from __future__ import annotations
 
-from quality.releases.building import (
-    CHUNK_SIZE,
-    CONSENSUS_METHOD,
-    DATA_FILES,
-    MANIFEST_FILE,
-    annotator_pseudonym,
-    csv_safe,
-    release_build,
-    release_storage_dir,
-)
+from quality.releases.building import CHUNK_SIZE, annotator_pseudonym, release_build
+from quality.releases.manifest import CONSENSUS_METHOD, MANIFEST_FILE
 from quality.releases.selectors import (
     project_get_for_releases,
     release_get_for_user,
@@ -61,6 +54,8 @@ from quality.releases.services import (
     release_formats,
     release_retry,
 )
+from quality.releases.storage_publish import release_storage_dir
+from quality.releases.writing import DATA_FILES, csv_safe
 
 __all__ = [
     "CHUNK_SIZE",

@@ -7,24 +7,20 @@ lock, then moved into place and the release marked ready in one short final tran
 the release's row lock (`storage_publish`).
 
 Both builders (this one for categorical types, `typed_building` for structured ones) apply
-the release's selection policy (`policy`) per item and hand their rows to a `RowSink`, which
-adds the `split` column when the release has a split (`splits`). Every file beyond data.jsonl
-and data.csv is written in `extra_files_write`; `manifest_publish` writes manifest.json and
-publishes: the two places to extend.
+the release's selection policy (`policy`) per item and hand their rows to a `RowSink`
+(`writing`), which adds the `split` column when the release has a split (`splits`). Every file
+beyond data.jsonl and data.csv is written in `writing.extra_files_write`;
+`manifest.manifest_publish` writes manifest.json and publishes: the two places to extend.
 """
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
-import json
 import logging
 import tempfile
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -35,30 +31,19 @@ from django.db.models import Exists, OuterRef, QuerySet, Subquery
 from django.db.models.fields.json import KT
 
 from annotation.models import Annotation, Item
-from annotation.task_types import ExportForm, ExportRow, TaskConfig, task_type_get
+from annotation.task_types import TaskConfig, task_type_get
 from core.exceptions import ApplicationError
 from crowd.models import ExternalIdentity
-from quality.metrics import fleiss_kappa, krippendorff_alpha_nominal, vote_shares
+from quality.metrics import vote_shares
 from quality.models import ItemScore, Release, ReviewDecision
-from quality.releases.policy import excluded_workers, policy_admits, policy_describe, policy_of
-from quality.releases.splits import (
-    SPLITS,
-    SplitCollector,
-    previous_release,
-    previous_splits,
-    split_of,
-)
-from quality.releases.storage_publish import release_publish, staging_sweep
-from quality.releases.storage_publish import release_storage_dir as release_storage_dir
+from quality.releases.manifest import _manifest, _Totals, manifest_publish, policy_manifest
+from quality.releases.policy import excluded_workers, policy_admits, policy_of
+from quality.releases.storage_publish import staging_sweep
+from quality.releases.writing import RowSink, _dumps, _flag, _text, extra_files_write
 
 logger = logging.getLogger(__name__)
 
 CHUNK_SIZE = 2000  # rows fetched per round trip, and items between progress updates
-CONSENSUS_METHOD = "majority vote, ties by label order"
-DATA_FILES = {"jsonl": "data.jsonl", "csv": "data.csv"}
-MANIFEST_FILE = "manifest.json"
-# A CSV cell starting with one of these is read as a formula by spreadsheet programs.
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def release_build(*, release: Release) -> Release:
@@ -95,13 +80,6 @@ def annotator_pseudonym(*, project_id: int, user_id: int) -> str:
     return "w" + digest[:10]
 
 
-def csv_safe(value: Any) -> Any:
-    """A CSV cell that spreadsheets will not run: text that could start a formula gets a '."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
-
-
 def _identities(release: Release) -> dict[int, dict[str, Any]]:
     """Username, email and external platform ids of everyone who annotated the release.
 
@@ -136,154 +114,6 @@ def _identities(release: Release) -> dict[int, dict[str, Any]]:
     return identities
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-class _HashingWriter:
-    """A text sink that writes UTF-8 to a file and hashes what it writes."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file = path.open("wb")
-        self._hash = hashlib.sha256()
-        self.size = 0
-
-    def write(self, text: str) -> int:
-        data = text.encode("utf-8")
-        self._file.write(data)
-        self._hash.update(data)
-        self.size += len(data)
-        return len(text)
-
-    def close(self) -> dict[str, Any]:
-        self._file.close()
-        return {"sha256": self._hash.hexdigest(), "size": self.size}
-
-
-class RowSink:
-    """Where a builder's rows go: straight into data.jsonl and data.csv, or, when the release
-    has a split, first into a staging file while the split's inputs are collected; `close`
-    then assigns the splits and writes both files with a `split` column (the last CSV column).
-    """
-
-    STAGING = "rows.staging.jsonl"
-
-    def __init__(
-        self, *, release: Release, workdir: Path, header: list[str], labels: list[str]
-    ) -> None:
-        self.release = release
-        self.workdir = workdir
-        self.split = split_of(release)
-        self.collector = SplitCollector(config=self.split, labels=labels) if self.split else None
-        self.header = [*header, "split"] if self.split else list(header)
-        if self.collector is not None:
-            self._staging = (workdir / self.STAGING).open("w", encoding="utf-8")
-        else:
-            self._open_outputs()
-
-    def _open_outputs(self) -> None:
-        self._jsonl = _HashingWriter(self.workdir / DATA_FILES["jsonl"])
-        self._csv = _HashingWriter(self.workdir / DATA_FILES["csv"])
-        self._rows = csv.writer(self._csv, lineterminator="\n")
-        self._rows.writerow(self.header)
-
-    def _write(self, record: dict[str, Any], csv_row: list[Any]) -> None:
-        self._jsonl.write(_dumps(record) + "\n")
-        self._rows.writerow([csv_safe(cell) for cell in csv_row])
-
-    def add(self, record: dict[str, Any], csv_row: list[Any], *, stratum: str) -> None:
-        """One released item: its JSONL record, its CSV cells, and its split stratum label."""
-        if self.collector is None:
-            self._write(record, csv_row)
-            return
-        self.collector.add(item_id=record["item_id"], data=record["data"], stratum=stratum)
-        self._staging.write(_dumps([record, csv_row]) + "\n")
-
-    def close(self) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
-        """The manifest entries of data.csv and data.jsonl, and the manifest's split section
-        (None without a split)."""
-        summary = None
-        if self.collector is not None:
-            self._staging.close()
-            based_on = previous_release(self.release, self.split)
-            assigned = self.collector.assign(previous_splits(based_on) if based_on else None)
-            self._open_outputs()
-            staging = self.workdir / self.STAGING
-            with staging.open("r", encoding="utf-8") as lines:
-                for line, k in zip(lines, assigned.tolist(), strict=True):
-                    record, csv_row = json.loads(line)
-                    record["split"] = SPLITS[k]
-                    self._write(record, [*csv_row, SPLITS[k]])
-            staging.unlink()
-            summary = self.collector.summary(assigned, based_on)
-        files = [
-            {"format": "csv", "path": DATA_FILES["csv"], **self._csv.close()},
-            {"format": "jsonl", "path": DATA_FILES["jsonl"], **self._jsonl.close()},
-        ]
-        return files, summary
-
-
-def extra_files_write(
-    *, release: Release, config: TaskConfig, task_type: Any, workdir: Path
-) -> list[dict[str, Any]]:
-    """Write every file beyond data.jsonl and data.csv from the finished data.jsonl: the task
-    type's export forms, then Parquet, the Hugging Face directory and Label Studio JSON
-    (quality.releases.formats); their manifest entries."""
-    from quality.releases.formats import formats_write  # it reads this module's constants
-
-    source = workdir / DATA_FILES["jsonl"]
-    entries = [
-        export_form_write(form=form, config=config, source=source, workdir=workdir)
-        for form in task_type.export_forms_for(config)
-    ]
-    entries += formats_write(
-        release=release, config=config, task_type=task_type, source=source, workdir=workdir
-    )
-    return entries
-
-
-def manifest_publish(
-    *, release: Release, workdir: Path, manifest: dict[str, Any], files: list[dict[str, Any]]
-) -> None:
-    """Write the datasheet and manifest.json (sorted keys, so a rebuild gives the same bytes)
-    and publish the release with them; `files` are the entries the manifest lists."""
-    from quality.releases.datasheet import datasheet_write  # it reads this module's constants
-
-    described = {key: value for key, value in manifest.items() if key != "files"}
-    sheet = datasheet_write(release=release, manifest=described, workdir=workdir)
-    files = [*files, sheet]
-    manifest = {**manifest, "files": files}
-    body = (json.dumps(manifest, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode()
-    (workdir / MANIFEST_FILE).write_bytes(body)
-    entry = {
-        "format": "manifest",
-        "path": MANIFEST_FILE,
-        "sha256": hashlib.sha256(body).hexdigest(),
-        "size": len(body),
-    }
-    release_publish(release=release, workdir=workdir, manifest=manifest, files=[*files, entry])
-
-
-def policy_manifest(
-    policy: dict[str, Any], *, items_left_out: int, answers_left_out: int, workers_left_out: int
-) -> dict[str, Any]:
-    """The manifest's policy section: the stored policy, what it means, and what it left out."""
-    return {
-        **policy,
-        "description": policy_describe(policy),
-        "items_left_out": items_left_out,
-        "annotations_left_out": answers_left_out,
-        "workers_left_out": workers_left_out,
-    }
-
-
-ENGINE_METHOD = (
-    "quality engine ({methods}); expert review decisions are final; "
-    "majority vote, ties by label order, where the engine has no label"
-)
-
-
 @dataclass(frozen=True)
 class _Consensus:
     """What the quality engine and expert review say about an item at build time."""
@@ -297,24 +127,6 @@ class _Consensus:
 
 # (item id, item data, is_gold, [(author id, label), ...], consensus) for one released item
 _Entry = tuple[int, Any, bool, list[tuple[int, str | None]], _Consensus]
-
-
-@dataclass
-class _Totals:
-    items: int = 0
-    gold_items: int = 0
-    annotations: int = 0
-    workers: set[int] = field(default_factory=set)
-    consensus: Counter[str] = field(default_factory=Counter)
-    votes: Counter[str] = field(default_factory=Counter)
-    patterns: Counter[tuple[int, ...]] = field(default_factory=Counter)
-    pseudonyms: dict[int, str] = field(default_factory=dict)  # one HMAC per annotator
-    identities: dict[int, dict[str, Any]] = field(default_factory=dict)  # only when asked for
-    expert_reviewed: int = 0
-    methods: set[str] = field(default_factory=set)  # engine methods whose labels were used
-    items_left_out: int = 0  # items the policy did not take
-    answers_left_out: int = 0  # answers of excluded workers
-    workers_left_out: set[int] = field(default_factory=set)
 
 
 def _released_items(release: Release) -> QuerySet[Item]:
@@ -559,116 +371,3 @@ class _Build:
             totals.votes.update(vote for _author, vote in votes)
             if not is_gold:  # agreement covers regular items, as on the quality dashboard
                 totals.patterns[tuple(int(n) for n in counts[row])] += 1
-
-
-def _text(data: Any) -> str:
-    text = data.get("text", "") if isinstance(data, dict) else ""
-    return text if isinstance(text, str) else _dumps(text)
-
-
-def _flag(value: bool) -> str:
-    return "true" if value else "false"
-
-
-def _agreement(totals: _Totals, n_labels: int) -> dict[str, float | None]:
-    patterns = sorted(totals.patterns.items())  # fixed row order: identical float sums
-    if patterns:
-        matrix = np.repeat(
-            np.array([p for p, _n in patterns], dtype=np.int64),
-            [n for _p, n in patterns],
-            axis=0,
-        )
-    else:
-        matrix = np.zeros((0, n_labels), dtype=np.int64)
-    kappa, alpha = fleiss_kappa(matrix), krippendorff_alpha_nominal(matrix)
-    return {
-        "fleiss_kappa": None if kappa is None else round(kappa, 6),
-        "krippendorff_alpha": None if alpha is None else round(alpha, 6),
-    }
-
-
-def _consensus_method(totals: _Totals) -> str:
-    if not totals.methods and not totals.expert_reviewed:
-        return CONSENSUS_METHOD
-    return ENGINE_METHOD.format(methods=", ".join(sorted(totals.methods)) or "none")
-
-
-def manifest_head(release: Release) -> dict[str, Any]:
-    """The manifest fields every release has, all fixed when it was created."""
-    return {
-        "format_version": 1,
-        "project_id": release.project_id,
-        "version": release.version,
-        "tag": release.tag,
-        "name": release.name,
-        "notes": release.notes,
-        "created_at": release.created_at.astimezone(UTC).isoformat(),
-        "cutoffs": {
-            "item_id": release.item_cutoff_id,
-            "annotation_id": release.annotation_cutoff_id,
-        },
-        "include_raw": release.include_raw,
-        "include_identities": release.include_raw and release.include_identities,
-        "config": release.config_snapshot,
-    }
-
-
-def _manifest(
-    release: Release, labels: list[str], totals: _Totals, files: list[dict[str, Any]]
-) -> dict[str, Any]:
-    """Only values fixed when the release was created, so a rebuild gives the same bytes."""
-    return {
-        **manifest_head(release),
-        "counts": {
-            "items": totals.items,
-            "gold_items": totals.gold_items,
-            "annotations": totals.annotations,
-            "workers": len(totals.workers),
-        },
-        "label_distribution": {
-            "consensus": {label: totals.consensus[label] for label in labels},
-            "annotations": {label: totals.votes[label] for label in labels},
-        },
-        "agreement": _agreement(totals, len(labels)),
-        "consensus_method": _consensus_method(totals),
-        "expert_reviewed": totals.expert_reviewed,
-        "files": files,
-    }
-
-
-def export_rows(source: Path, *, config: TaskConfig) -> Iterator[ExportRow]:
-    """The released items as export forms read them, streamed back from data.jsonl."""
-    task_type = task_type_get(config.task_type)
-    with source.open("rb") as lines:
-        for line in lines:
-            record = json.loads(line)
-            value = record.get("value")
-            if value is None and record.get("label"):
-                value = task_type.value_of_category(record["label"])
-            yield ExportRow(
-                item_id=record["item_id"],
-                data=record["data"],
-                value=value,
-                split=record.get("split", ""),
-            )
-
-
-def export_form_write(
-    *, form: ExportForm, config: TaskConfig, source: Path, workdir: Path
-) -> dict[str, Any]:
-    """Write one of the task type's export forms next to data.jsonl; its manifest entry."""
-    target = workdir / form.filename
-    with target.open("wb") as out:
-        form.write(export_rows(source, config=config), out, config)
-    digest, size = hashlib.sha256(), 0
-    with target.open("rb") as written:
-        for chunk in iter(lambda: written.read(1 << 20), b""):
-            digest.update(chunk)
-            size += len(chunk)
-    return {
-        "format": form.key,
-        "path": form.filename,
-        "content_type": form.content_type,
-        "sha256": digest.hexdigest(),
-        "size": size,
-    }

@@ -27,9 +27,9 @@ from django.core.files.storage import default_storage
 from annotation.task_types import task_type_get
 from core.exceptions import ApplicationError, ConflictError
 from quality.models import Release
-from quality.releases.building import DATA_FILES, csv_safe
 from quality.releases.selectors import project_get_for_releases
 from quality.releases.services import release_file_open
+from quality.releases.writing import DATA_FILES, csv_safe
 
 ADDED, REMOVED, CHANGED = "added", "removed", "changed"
 KINDS = (ADDED, REMOVED, CHANGED)

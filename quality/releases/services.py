@@ -24,11 +24,11 @@ from core.audit import audit_record
 from core.exceptions import ApplicationError, ConflictError
 from quality.models import Release, ReleaseFile
 from quality.release_tasks import release_build_task
-from quality.releases.building import DATA_FILES
 from quality.releases.policy import policy_clean
 from quality.releases.ranges import FileSlice, RangeNotSatisfiableError, byte_range_parse
 from quality.releases.selectors import release_may_manage
 from quality.releases.splits import split_clean
+from quality.releases.writing import DATA_FILES
 
 logger = logging.getLogger(__name__)
 

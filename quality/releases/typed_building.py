@@ -30,19 +30,13 @@ from annotation.task_types import TaskConfig, TaskType, Vote
 from quality.models import Release, ReviewDecision
 from quality.releases.building import (
     CHUNK_SIZE,
-    RowSink,
-    _dumps,
-    _flag,
     _identities,
     _released_items,
-    _text,
     annotator_pseudonym,
-    extra_files_write,
-    manifest_head,
-    manifest_publish,
-    policy_manifest,
 )
+from quality.releases.manifest import manifest_head, manifest_publish, policy_manifest
 from quality.releases.policy import excluded_workers, policy_admits, policy_of
+from quality.releases.writing import RowSink, _dumps, _flag, _text, extra_files_write
 
 AGREEMENT_ITEMS = 20_000
 HEADER = [

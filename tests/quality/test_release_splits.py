@@ -24,8 +24,8 @@ from annotation.models import Annotation, Item
 from annotation.task_types import task_config_of
 from core.exceptions import ApplicationError
 from quality.releases import formats, release_build
-from quality.releases.building import export_rows
 from quality.releases.splits import SPLITS, SplitCollector, split_clean
+from quality.releases.writing import export_rows
 from tests.annotation.factories import AnnotationFactory, ItemFactory, ProjectFactory, UserFactory
 from tests.quality.factories import make_release
 

@@ -424,7 +424,7 @@ def test_release_build_of_a_ready_release_changes_nothing(project, owner, voted)
 def test_release_build_failure_marks_failed_and_exposes_no_files(project, owner, voted):
     release = make_release(project, owner)
 
-    with mock.patch.object(building, "_agreement", side_effect=RuntimeError("boom")):
+    with mock.patch("quality.releases.manifest._agreement", side_effect=RuntimeError("boom")):
         failed = release_build(release=release)
 
     assert failed.status == Release.Status.FAILED
