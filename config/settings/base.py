@@ -265,6 +265,7 @@ SPECTACULAR_SETTINGS = {
         "PoolKindEnum": "crowd.models.Pool.Kind",
         "RequirementKindEnum": "crowd.models.ProjectRequirement.Kind",
         "QualityActionKindEnum": "quality.models.QualityAction.Kind",
+        "PredictionSourceEnum": "annotation.models.Prediction.Source",
     },
 }
 

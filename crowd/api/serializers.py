@@ -6,9 +6,10 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.urls import reverse
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from annotation.models import Annotation, Item, ProjectMember
+from annotation.models import Annotation, Item, Prediction, ProjectMember
 from crowd.models import Assignment, WorkerBlock
 
 
@@ -45,10 +46,40 @@ class WorkItemSerializer(serializers.Serializer):
         return shown
 
 
+class SuggestionOutputSerializer(serializers.Serializer):
+    """A pre-label shown with the item: the same fields the labeling page gives its widget."""
+
+    id = serializers.IntegerField(help_text="Send it back as the submit's `suggestion`.")
+    value = serializers.JSONField(help_text="The proposed answer, in the task type's form.")
+    source = serializers.ChoiceField(choices=Prediction.Source.choices)
+    source_label = serializers.CharField(source="get_source_display")
+    model_name = serializers.CharField()
+    model_version = serializers.CharField()
+
+
 class AssignmentOutputSerializer(serializers.Serializer):
+    """A claimed item, with the pre-label the labeling page would show the worker, if any."""
+
+    # The context must say `suggestions` (item id -> the Prediction the worker is shown:
+    # crowd.selectors.suggestion_list_for_worker), like the item's `masking`, so no endpoint can
+    # forget the decision and show a pre-label the labeling page would hide.
+
     assignment = serializers.IntegerField(source="pk")
     item = WorkItemSerializer()
     expires_at = serializers.DateTimeField()
+    suggestion = serializers.SerializerMethodField(
+        help_text="The pre-label shown with the item, or null: none for gold items, nor when "
+        "the project or the worker's pools hide suggestions."
+    )
+
+    @extend_schema_field(SuggestionOutputSerializer(allow_null=True))
+    def get_suggestion(self, assignment: Assignment) -> dict[str, Any] | None:
+        if "suggestions" not in self.context:
+            raise ImproperlyConfigured(
+                "AssignmentOutputSerializer needs 'suggestions' in its context."
+            )
+        prediction = self.context["suggestions"].get(assignment.item_id)
+        return None if prediction is None else SuggestionOutputSerializer(prediction).data
 
 
 class AnnotationOutputSerializer(serializers.ModelSerializer):

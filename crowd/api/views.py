@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -26,10 +28,10 @@ from crowd.api.serializers import (
     SubmitOutputSerializer,
 )
 from crowd.models import Assignment, WorkerBlock
-from crowd.privacy import Masking
 from crowd.selectors import (
     masking_for_worker,
     member_list,
+    suggestion_list_for_worker,
     worker_block_get,
     worker_block_list,
 )
@@ -72,12 +74,18 @@ def _owned_project(request: Request, project_id: int, denied: str) -> Project:
     return project_access(user=request.user, project_id=project_id, roles=OWNERS, denied=denied)[0]
 
 
-def _work_context(
-    request: Request, project: Project, claimed: Assignment | None
-) -> dict[str, Masking | None]:
-    """Serializer context for work sent to the caller: masked if they are an external worker."""
-    masking = None if claimed is None else masking_for_worker(worker=request.user, project=project)
-    return {"masking": masking}
+def _work_context(request: Request, project: Project, claimed: Assignment | None) -> dict[str, Any]:
+    """Serializer context for work sent to the caller: masked if they are an external worker,
+    with the pre-label the labeling page would show them (none for gold items, nor when the
+    project or their pools hide suggestions)."""
+    if claimed is None:
+        return {"masking": None, "suggestions": {}}
+    return {
+        "masking": masking_for_worker(worker=request.user, project=project),
+        "suggestions": suggestion_list_for_worker(
+            worker=request.user, project=project, items=[claimed.item]
+        ),
+    }
 
 
 def _wants_next(request: Request) -> bool:

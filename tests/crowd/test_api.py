@@ -43,7 +43,8 @@ def test_next_returns_the_item_without_gold(project, worker, gold_item, monkeypa
 
     assert [body["item"]["id"] for body in seen] == [gold_item.pk, regular.pk]
     for body in seen:
-        assert set(body) == {"assignment", "item", "expires_at"}
+        assert set(body) == {"assignment", "item", "expires_at", "suggestion"}
+        assert body["suggestion"] is None  # the project does not show suggestions
         assert set(body["item"]) == {"id", "data", "image_urls"}  # never the gold answer
         assert "gold" not in str(body)
 

@@ -9,12 +9,13 @@ import json
 import re
 
 import pytest
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.urls import reverse
 
 from annotation.models import Annotation, Item, Prediction
 from annotation.predictions import predictions_replace
 from annotation.services import annotation_create
+from crowd.api.serializers import AssignmentOutputSerializer
 from crowd.models import Pool, ProjectPool
 from crowd.selectors import suggestion_list_for_worker, suggestions_shown_to
 from crowd.services import assignment_claim_next, project_default_pool
@@ -336,3 +337,140 @@ def test_worker_sees_suggestions_only_after_the_owner_switches_them_on(client, p
 
     assert _suggestions_on_page(before.content) == []
     assert [s["value"] for s in _suggestions_on_page(after.content)] == [{"label": "positive"}]
+
+
+# --- the work API hands out the same suggestion as the page ------------------------------------
+
+
+def _api_next(api, project):
+    response = api.post(f"/api/v1/projects/{project.pk}/next/")
+    assert response.status_code == 200
+    return response.json()
+
+
+def test_api_next_carries_the_suggestion_the_page_shows(
+    client, shown_project, worker, item, client_for, django_assert_max_num_queries
+):
+    _predict(shown_project, item, "negative", source="rule")
+    imported = _predict(shown_project, item, "positive")  # the page prefers the owner's model
+
+    with django_assert_max_num_queries(9):  # 2 more than without suggestions
+        claimed = _api_next(client_for(worker), shown_project)
+    client.force_login(worker)  # the page shows the worker's reservation: the same item
+    page = client.get(reverse("crowd:label", args=[shown_project.pk]))
+    on_page = _suggestions_on_page(page.content)
+
+    assert claimed["item"]["id"] == item.pk
+    assert (
+        claimed["suggestion"]
+        == on_page[0]
+        == {
+            "id": imported.pk,
+            "value": {"label": "positive"},
+            "source": "import",
+            "source_label": "Imported",
+            "model_name": "sentiment-bert",
+            "model_version": "v3",
+        }
+    )
+    assert "score" not in claimed["suggestion"]  # the page does not show the confidence
+
+
+def test_api_next_has_no_suggestion_when_the_project_hides_them(project, worker, item, client_for):
+    _predict(project, item)
+    assert project.suggestions_enabled is False
+
+    claimed = _api_next(client_for(worker), project)
+
+    assert claimed["item"]["id"] == item.pk
+    assert claimed["suggestion"] is None
+
+
+def test_api_next_has_no_suggestion_when_the_pool_hides_them(
+    shown_project, worker, item, client_for
+):
+    _predict(shown_project, item)
+    ProjectPool.objects.filter(project=shown_project).update(show_suggestions=False)
+
+    claimed = _api_next(client_for(worker), shown_project)
+
+    assert claimed["item"]["id"] == item.pk
+    assert claimed["suggestion"] is None
+
+
+def test_api_next_never_has_a_suggestion_on_a_gold_item(
+    shown_project, worker, client_for, monkeypatch
+):
+    shown_project.gold_ratio = 0.5
+    shown_project.save(update_fields=["gold_ratio"])
+    gold = ItemFactory(project=shown_project, gold={"label": "positive"})
+    ItemFactory(project=shown_project)  # gold is mixed into regular work
+    Prediction.objects.create(  # written around predictions_replace, which refuses gold items
+        project=shown_project, item=gold, value={"label": "positive"}, source="import"
+    )
+    monkeypatch.setattr("crowd.services.claims.random.random", lambda: 0.0)  # roll for gold
+
+    claimed = _api_next(client_for(worker), shown_project)
+
+    assert claimed["item"]["id"] == gold.pk
+    assert claimed["suggestion"] is None
+
+
+def test_api_submit_with_the_shown_suggestion_records_acceptance(
+    shown_project, worker, item, client_for
+):
+    second = ItemFactory(project=shown_project)
+    predictions_replace(  # one upload: it replaces the model's earlier predictions
+        project=shown_project,
+        source="import",
+        rows=[(item.pk, {"label": "negative"}, 0.9), (second.pk, {"label": "positive"}, 0.8)],
+        model_name="sentiment-bert",
+    )
+    next_prediction = Prediction.objects.get(item=second)
+    api = client_for(worker)
+    claimed = _api_next(api, shown_project)
+    suggestion = claimed["suggestion"]
+
+    response = api.post(
+        f"/api/v1/assignments/{claimed['assignment']}/submit/?next=1",
+        {"value": suggestion["value"], "suggestion": suggestion["id"]},
+        format="json",
+    )
+
+    assert response.status_code == 200
+    stored = Annotation.objects.get(item=item, author=worker)
+    assert (stored.suggestion_id, stored.suggestion_accepted) == (suggestion["id"], True)
+    following = response.json()["next"]  # the next item comes with its own suggestion
+    assert following["item"]["id"] == second.pk
+    assert following["suggestion"]["id"] == next_prediction.pk
+
+    corrected = api.post(
+        f"/api/v1/assignments/{following['assignment']}/submit/",
+        {"value": {"label": "negative"}, "suggestion": following["suggestion"]["id"]},
+        format="json",
+    )
+
+    assert corrected.status_code == 200
+    stored = Annotation.objects.get(item=second, author=worker)
+    assert (stored.suggestion_id, stored.suggestion_accepted) == (next_prediction.pk, False)
+
+
+def test_api_skip_with_next_carries_the_next_suggestion(shown_project, worker, item, client_for):
+    second = ItemFactory(project=shown_project)
+    prediction = _predict(shown_project, second, "negative")
+    api = client_for(worker)
+    claimed = _api_next(api, shown_project)
+
+    response = api.post(f"/api/v1/assignments/{claimed['assignment']}/skip/?next=1")
+
+    assert claimed["suggestion"] is None  # no prediction for the first item
+    assert response.json()["next"]["suggestion"]["id"] == prediction.pk
+
+
+def test_assignment_serializer_refuses_to_run_without_the_suggestion_decision(
+    shown_project, worker, item
+):
+    assignment = assignment_claim_next(worker=worker, project=shown_project)
+
+    with pytest.raises(ImproperlyConfigured):
+        AssignmentOutputSerializer(assignment, context={"masking": None}).data  # noqa: B018
