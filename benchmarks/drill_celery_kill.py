@@ -135,7 +135,7 @@ def seed(items: int, overlap: int, annotators: int) -> tuple[Any, Any, list[Any]
 
     users = get_user_model()
     rng = np.random.default_rng(8)
-    owner = users.objects.create_user("drill-owner", password="x")
+    owner = users.objects.create_user("drill-owner")  # no password: hashing costs seconds
     labels = ["pos", "neg", "neu"]
     project = project_create(
         user=owner,
@@ -144,7 +144,7 @@ def seed(items: int, overlap: int, annotators: int) -> tuple[Any, Any, list[Any]
         overlap=overlap,
         gold_ratio=0.0,
     )
-    workers = [users.objects.create_user(f"drill-{n}", password="x") for n in range(annotators)]
+    workers = [users.objects.create_user(f"drill-{n}") for n in range(annotators)]
     Item.objects.bulk_create(
         [
             Item(

@@ -39,19 +39,15 @@ from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
-FAILURES: list[str] = []
+
+# Checks, polling and the seeded project are the celery-kill drill's (one FAILURES list).
+from drill_celery_kill import FAILURES, check, wait_for  # noqa: E402
+from drill_celery_kill import seed as drill_seed  # noqa: E402
+
 FIGURES: list[str] = []
 QUEUES = ("default", "quality", "exports")
 S3_ACCESS = {"AWS_ACCESS_KEY_ID": "scaling", "AWS_SECRET_ACCESS_KEY": "scaling-secret"}
 BUCKET = "assay-scaling"
-
-
-def check(ok: bool, what: str) -> bool:
-    """Print one check's outcome and remember failures."""
-    print(f"  [{'ok' if ok else 'FAIL'}] {what}", flush=True)
-    if not ok:
-        FAILURES.append(what)
-    return ok
 
 
 def figure(text: str) -> None:
@@ -73,16 +69,6 @@ def port_in(ports: range, taken: set[int]) -> int:
         taken.add(port)
         return port
     raise RuntimeError(f"no free port in {ports}")
-
-
-def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> bool:
-    """Poll `predicate` until it is true or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return False
 
 
 def answers(url: str) -> bool:
@@ -134,40 +120,10 @@ class Worker:
 
 
 def seed(items: int, words: int, annotators: int) -> tuple[Any, Any]:
-    """A single-label project: `items` items of about `words` words each, 3 answers each."""
-    import numpy as np
-    from django.contrib.auth import get_user_model
+    """The celery-kill drill's project (3 answers per item), with about `words` words per item."""
     from django.db import connection
 
-    from annotation.models import Annotation, Item
-    from annotation.services import project_create
-
-    users = get_user_model()
-    rng = np.random.default_rng(8)
-    owner = users.objects.create_user("scaling-owner")  # no password: hashing costs seconds
-    labels = ["pos", "neg", "neu"]
-    project = project_create(
-        user=owner,
-        name="Scaling",
-        labels=[{"value": v, "hotkey": str(i + 1)} for i, v in enumerate(labels)],
-        overlap=3,
-        gold_ratio=0.0,
-    )
-    workers = [users.objects.create_user(f"scaling-{n}") for n in range(annotators)]
-    Item.objects.bulk_create(
-        [
-            Item(
-                project=project,
-                data={"text": ""},
-                content_hash=f"{n:064x}",
-                target=3,
-                slots_taken=3,
-                annotation_count=3,
-            )
-            for n in range(items)
-        ],
-        batch_size=5000,
-    )
+    owner, project, _workers = drill_seed(items, 3, annotators)
     with connection.cursor() as cursor:  # text that does not compress away: md5 words
         cursor.execute(
             "UPDATE annotation_item SET data = jsonb_build_object('text', "
@@ -175,22 +131,6 @@ def seed(items: int, words: int, annotators: int) -> tuple[Any, Any]:
             " FROM generate_series(1, %s) g)) WHERE project_id = %s",
             [words, project.pk],
         )
-    item_ids = list(project.items.order_by("id").values_list("id", flat=True))
-    truth = rng.integers(0, len(labels), len(item_ids))
-    rows = []
-    for position, item_id in enumerate(item_ids):
-        for w in rng.choice(len(workers), size=3, replace=False):
-            label = truth[position] if rng.random() < 0.8 else rng.integers(0, len(labels))
-            rows.append(
-                Annotation(
-                    project=project,
-                    item_id=item_id,
-                    author=workers[w],
-                    value={"label": labels[label]},
-                    duration_ms=1000,
-                )
-            )
-    Annotation.objects.bulk_create(rows, batch_size=5000)
     return owner, project
 
 

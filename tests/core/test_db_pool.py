@@ -67,6 +67,15 @@ def _run(script: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
+def _test_database_url() -> str:
+    """The URL of the test run's PostgreSQL database, for a subprocess's DATABASE_URL."""
+    params = connection.settings_dict
+    return (
+        f"postgres://{params['USER']}:{params['PASSWORD']}@{params['HOST'] or '127.0.0.1'}:"
+        f"{params['PORT'] or 5432}/{params['NAME']}"
+    )
+
+
 def _database_settings(**env: str) -> dict:
     result = _run(SETTINGS_SCRIPT, {"DATABASE_URL": PG_URL, **env})
     assert result.returncode == 0, result.stderr
@@ -124,11 +133,7 @@ def test_db_pool_is_ignored_on_sqlite():
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_db_pool_shares_at_most_max_size_connections_between_threads():
-    params = connection.settings_dict
-    url = (
-        f"postgres://{params['USER']}:{params['PASSWORD']}@{params['HOST'] or '127.0.0.1'}:"
-        f"{params['PORT'] or 5432}/{params['NAME']}"
-    )
+    url = _test_database_url()
 
     result = _run(POOL_SCRIPT, {"DATABASE_URL": url, "DJANGO_DB_POOL_MAX_SIZE": "2"})
 
@@ -172,11 +177,7 @@ print(json.dumps({"status": response.status_code, "retry_after": response.get("R
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_an_exhausted_pool_answers_503_with_retry_after_not_500():
-    params = connection.settings_dict
-    url = (
-        f"postgres://{params['USER']}:{params['PASSWORD']}@{params['HOST'] or '127.0.0.1'}:"
-        f"{params['PORT'] or 5432}/{params['NAME']}"
-    )
+    url = _test_database_url()
 
     result = _run(
         EXHAUSTED_SCRIPT,
